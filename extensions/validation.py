@@ -265,13 +265,13 @@ def check_all(answers: Mapping[str, Any]) -> None:
 # --- Jinja side -------------------------------------------------------------
 
 
-def _conf(ctx: Context) -> Any:
-    return ctx["_copier_conf"]
+def _conf(ctx: Context, key: str) -> Any:
+    # Copier hands templates a mapping here (a LazyDict), not an object.
+    return ctx["_copier_conf"][key]
 
 
 def _interactive(ctx: Context, name: str) -> bool:
-    conf = _conf(ctx)
-    return not conf.defaults and name not in (conf.data or {})
+    return not _conf(ctx, "defaults") and name not in (_conf(ctx, "data") or {})
 
 
 def _answers(ctx: Context) -> dict[str, Any]:
@@ -280,7 +280,7 @@ def _answers(ctx: Context) -> dict[str, Any]:
 
 @pass_context
 def preflight(ctx: Context) -> bool:
-    data = _conf(ctx).data or {}
+    data = _conf(ctx, "data") or {}
     for name, raw in data.items():
         if name not in questions():
             raise UserMessageError(
