@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""modforge's two entry points, each installing what it needs into .venv/.
+
+    python3 dev.py demo   # generate a module from the default answers and show it running
+    python3 dev.py test   # run the whole test suite (what CI runs)
+
+Needs only Python 3.11+ and git.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import venv
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent
+VENV = REPO / ".venv"
+BIN = VENV / "bin"
+
+
+def say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def ensure_venv() -> None:
+    """Create .venv and install modforge with its dev tools; skip when up to date."""
+    stamp = VENV / ".modforge-installed"
+    digest = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    if sys.version_info < (3, 11):
+        sys.exit("modforge needs Python 3.11 or newer")
+    say(f"installing modforge and its test tools into {VENV}")
+    venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    pip = [str(BIN / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "-e", f"{REPO}[dev]"], check=True)
+    stamp.write_text(digest)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http(method: str, url: str, body: object = None, token: str | None = None) -> tuple[int, dict[str, str], object]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), json.loads(error.read() or b"null")
+
+
+def demo() -> int:
+    ensure_venv()
+    out = REPO / ".demo" / "my-blux-module"
+    shutil.rmtree(out.parent, ignore_errors=True)
+    say(f"generating a module from the default answers into {out}")
+    subprocess.run(
+        [str(BIN / "copier"), "copy", "--trust", "--defaults", "--vcs-ref", "HEAD", "--quiet", str(REPO), str(out)],
+        check=True,
+    )
+    module_venv = out.parent / "venv"
+    say("installing the generated module into its own environment")
+    venv.EnvBuilder(with_pip=True).create(module_venv)
+    subprocess.run(
+        [str(module_venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-e", str(out)],
+        check=True,
+    )
+    answers = json.loads((out / "manifests" / "module.manifest.json").read_text("utf-8"))
+    name = answers["module"]["name"]
+    prefix = name.replace("-", "_").upper() + "_"
+    port = free_port()
+    env = {**os.environ, f"{prefix}JWT_SECRET": secrets.token_urlsafe(48), f"{prefix}PORT": str(port)}
+    cli = str(module_venv / "bin" / name)
+    base = f"http://127.0.0.1:{port}"
+    say(f"starting `{name} serve` on {base}")
+    server = subprocess.Popen([cli, "serve"], cwd=out, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status, _, health = http("GET", f"{base}/health")
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                say("the module did not come up")
+                return 1
+            time.sleep(0.2)
+        say(f"GET /health -> {status} {json.dumps(health)}")
+        token = subprocess.run(
+            [cli, "token", "issue", "--subject", "demo"], cwd=out, env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        body = {"analysis_type": "statistical", "data": {"values": [1, 2, 3, 4, 5]}}
+        status, headers, accepted = http("POST", f"{base}/v1/analyze", body, token)
+        say(f"POST /v1/analyze {json.dumps(body)} -> {status} {json.dumps(accepted)}")
+        if status != 202:
+            return 1
+        location = headers.get("location") or headers.get("Location")
+        for _ in range(100):
+            status, _, task = http("GET", f"{base}{location}", token=token)
+            if isinstance(task, dict) and task.get("status") in {"succeeded", "failed", "cancelled"}:
+                break
+            time.sleep(0.05)
+        say(f"GET {location} -> {status} {json.dumps(task)}")
+        return 0 if isinstance(task, dict) and task.get("status") == "succeeded" else 1
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        say(f"stopped the module; the project stays in {out}")
+
+
+def test(args: list[str]) -> int:
+    ensure_venv()
+    code = subprocess.run([str(BIN / "python"), "-m", "pytest", *args], cwd=REPO, check=False).returncode
+    if code == 5:
+        print("pytest collected no tests: treating that as a failure", file=sys.stderr)
+        return 1
+    return code
+
+
+def main() -> int:
+    if len(sys.argv) < 2 or sys.argv[1] not in {"demo", "test"}:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return demo() if sys.argv[1] == "demo" else test(sys.argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Unit tests of the Jinja extensions (filters, schema-driven rules)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import shlex
+import sys
+import tomllib
+
+import pytest
+
+sys.path.insert(0, str(__import__("conftest").REPO))
+
+from extensions import naming, validation  # noqa: E402
+
+TEXTS = ['plain', 'q"uo\'te', "back\\slash", "new\nline", "emoji 🚀 ü", "ctrl\x01\x7f", "$(x) `y` ${z}"]
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_toml_filter_round_trips(text):
+    assert tomllib.loads(f"v = {naming.toml_string(text)}")["v"] == text
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_py_filter_round_trips(text):
+    assert ast.literal_eval(naming.py_literal(text)) == text
+    assert naming.py_literal(text).startswith('"')
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_sh_filter_is_one_word(text):
+    assert shlex.split(naming.shell_quote(text)) == [text]
+
+
+def test_names():
+    assert naming.package_name("my-blux-module") == "my_blux_module"
+    assert naming.env_prefix("edge-gateway-7") == "EDGE_GATEWAY_7_"
+
+
+def test_every_question_but_template_options_maps_to_the_schema():
+    template_only = {"platform", "include_kubernetes", "ci_provider", "env_prefix", "answers_checked"}
+    mapped = set(validation.question_fields())
+    assert mapped == set(validation.questions()) - template_only
+
+
+def test_every_mapped_field_states_its_rule():
+    schema = validation.manifest_schema()
+    for name, (_, node) in validation.question_fields().items():
+        resolved = validation._deref(schema, node)
+        has_rule = "x-rule" in node or "x-rule" in resolved or any("x-rule" in validation._deref(schema, s) for s in node.get("allOf", []))
+        assert has_rule, name
+
+
+def test_defaults_satisfy_every_rule():
+    answers = {}
+    for name, spec in validation.questions().items():
+        if validation.computed(name):
+            continue
+        default = spec["default"]
+        if name == "package_name":
+            default = naming.package_name(answers["module_name"])
+        answers[name] = validation.parse_data(name, default)
+    validation.check_all(answers)
+
+
+def test_manifest_built_from_answers_validates_and_policy_follows():
+    answers = {n: validation.parse_data(n, s["default"]) for n, s in validation.questions().items() if not validation.computed(n)}
+    answers["package_name"] = "my_blux_module"
+    manifest = validation.build_manifest(answers)
+    validation.check_manifest(manifest)
+    policy = validation.build_policy(manifest)
+    assert policy["events"]["may_produce"] == manifest["integration"]["events"]["produces"]
+    assert policy["audit"]["record_payloads"] is False  # encrypted by default
+    schema = json.loads((validation.SCHEMA_DIR / "doctrine.policy.schema.json").read_text())
+    from jsonschema import Draft202012Validator
+
+    assert list(Draft202012Validator(schema).iter_errors(policy)) == []
+
+
+def test_verbose_standard_records_payloads():
+    manifest = {"module": {"name": "m-x"}, "integration": {"events": {"produces": [], "consumes": []}},
+                "security": {"authentication": "none", "audit_level": "verbose", "data_handling": "standard"},
+                "runtime": {"max_concurrent_tasks": 3}}
+    assert validation.build_policy(manifest)["audit"]["record_payloads"] is True
+
+
+class FakeContext(dict):
+    pass
+
+
+def _ctx(defaults: bool, data: dict, **answers):
+    return FakeContext({"_copier_conf": {"defaults": defaults, "data": data}, **answers})
+
+
+def test_interactive_validator_returns_the_rule():
+    message = validation.answer_error(_ctx(False, {}, port=22), "port")
+    assert message == "must be an integer from 1024 to 65535 (got 22)"
+
+
+def test_non_interactive_validator_defers_to_the_guards():
+    assert validation.answer_error(_ctx(True, {}, port=22), "port") == ""
+    assert validation.answer_error(_ctx(False, {"port": "22"}, port=22), "port") == ""

@@ -1,0 +1,101 @@
+"""Rendering: defaults are valid, hostile text renders literally, every file still parses."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ANSWER_SETS, REPO, render
+
+HOSTILE = [
+    'Quotes " \' and \\ backslash',
+    "Jinja {{ module_name }} and {% if true %}x{% endif %} stay text",
+    "Shell $(touch /tmp/modforge-pwned) and `id` and ${HOME} stay text",
+    "Ünïcödé, 中文, emoji 🚀 and a tab\tinside",
+    "TOML \"\"\" triple and ''' quotes",
+    "<script>alert('x')</script> & ampersands",
+]
+
+
+def parse_every_file(project: Path) -> None:
+    """Each file parses as its type, so no answer broke a format."""
+    for path in project.rglob("*"):
+        if not path.is_file() or ".git" in path.parts:
+            continue
+        text = path.read_text("utf-8")
+        where = path.relative_to(project)
+        if path.suffix == ".json":
+            json.loads(text)
+        elif path.suffix in {".yml", ".yaml"}:
+            list(yaml.safe_load_all(text))
+        elif path.suffix == ".toml":
+            tomllib.loads(text)
+        elif path.suffix == ".py":
+            ast.parse(text, filename=str(where))
+        elif path.suffix == ".sh":
+            subprocess.run(["bash", "-n", str(path)], check=True)
+        assert ".jinja" not in path.name, where
+
+
+def test_defaults_render_and_every_default_is_valid(tmp_path: Path):
+    render(tmp_path / "m")
+    parse_every_file(tmp_path / "m")
+    answers = yaml.safe_load((tmp_path / "m" / ".copier-answers.yml").read_text("utf-8"))
+    assert answers["module_name"] == "my-blux-module"
+    assert answers["_src_path"] == str(REPO)
+    assert "env_prefix" not in answers and "answers_checked" not in answers
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_hostile_description_renders_literally(tmp_path: Path, text: str):
+    answers = {"description": text.replace("\t", " "), "author_name": text.replace("\t", " ")[:100]}
+    project = tmp_path / "m"
+    render(project, answers)
+    parse_every_file(project)
+    manifest = json.loads((project / "manifests" / "module.manifest.json").read_text("utf-8"))
+    assert manifest["module"]["description"] == answers["description"]
+    assert manifest["module"]["author"]["name"] == answers["author_name"]
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text("utf-8"))
+    assert pyproject["project"]["description"] == answers["description"]
+    assert not Path("/tmp/modforge-pwned").exists()
+    stored = yaml.safe_load((project / ".copier-answers.yml").read_text("utf-8"))
+    assert stored["description"] == answers["description"]
+
+
+def test_tab_is_a_control_character_and_refused(tmp_path: Path):
+    from copier.errors import UserMessageError
+
+    with pytest.raises(UserMessageError, match="question 'description'"):
+        render(tmp_path / "m", {"description": "a\tb"})
+
+
+def test_caches_in_the_template_never_reach_projects(tmp_path: Path):
+    """_subdirectory drops Copier's default excludes; ours must hold."""
+    src = tmp_path / "tpl"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(src)], check=True)
+    # Work on the clone's working tree (dirty templates are rendered as they are).
+    for junk in ("template/__pycache__/x.pyc", "template/src/{{ package_name }}/__pycache__/y.pyc", "template/.mypy_cache/z"):
+        (src / junk).parent.mkdir(parents=True, exist_ok=True)
+        (src / junk).write_text("junk")
+    subprocess.run(["git", "-C", str(src), "add", "-f", "-A"], check=True)
+    subprocess.run(["git", "-C", str(src), "-c", "user.name=t", "-c", "user.email=t@e.x", "commit", "-qm", "junk"], check=True)
+    import copier
+
+    copier.run_copy(str(src), str(tmp_path / "m"), defaults=True, unsafe=True, vcs_ref="HEAD", quiet=True)
+    names = {p.name for p in (tmp_path / "m").rglob("*")}
+    assert not names & {"__pycache__", ".mypy_cache", "x.pyc", "y.pyc"}
+
+
+@pytest.mark.parametrize("name", sorted(ANSWER_SETS))
+def test_answer_sets_render(tmp_path: Path, name: str):
+    render(tmp_path / "m", ANSWER_SETS[name])
+    parse_every_file(tmp_path / "m")
+    for script in (tmp_path / "m" / "scripts").glob("*.sh"):
+        assert os.access(script, os.X_OK), script
