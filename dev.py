@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 import venv
@@ -34,7 +35,10 @@ def say(message: str) -> None:
 
 
 def ensure_venv() -> None:
-    """Create .venv and install modforge with its dev tools; skip when up to date."""
+    """Create .venv with modforge's dependencies and dev tools; skip when up to date.
+
+    modforge is a template, not a package: only its dependency lists are installed.
+    """
     stamp = VENV / ".modforge-installed"
     digest = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest:
@@ -44,7 +48,8 @@ def ensure_venv() -> None:
     say(f"installing modforge and its test tools into {VENV}")
     venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     pip = [str(BIN / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, "-e", f"{REPO}[dev]"], check=True)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text("utf-8"))["project"]
+    subprocess.run([*pip, *project["dependencies"], *project["optional-dependencies"]["dev"]], check=True)
     stamp.write_text(digest)
 
 

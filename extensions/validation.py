@@ -126,7 +126,9 @@ def _error_text(start: Mapping[str, Any], error: ValidationError) -> tuple[str |
 
 
 def _first_error(validator: Draft202012Validator, value: Any) -> ValidationError | None:
-    return min(validator.iter_errors(value), key=lambda e: (len(e.schema_path), list(map(str, e.schema_path))), default=None)
+    # Schema order: the first subschema that fails speaks (e.g. an apiList's item
+    # format before the "contains /v1/analyze" rule that follows it in allOf).
+    return min(validator.iter_errors(value), key=lambda e: [str(p) for p in e.schema_path], default=None)
 
 
 def check_question(name: str, value: Any) -> None:
