@@ -19,11 +19,13 @@ import socket
 import subprocess
 import sys
 import time
-import tomllib
 import urllib.error
 import urllib.request
 import venv
 from pathlib import Path
+
+if sys.version_info < (3, 11):  # noqa: UP036 - the one check that must run on old interpreters too
+    sys.exit("modforge needs Python 3.11 or newer")
 
 REPO = Path(__file__).resolve().parent
 VENV = REPO / ".venv"
@@ -43,11 +45,11 @@ def ensure_venv() -> None:
     digest = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest:
         return
-    if sys.version_info < (3, 11):
-        sys.exit("modforge needs Python 3.11 or newer")
     say(f"installing modforge and its test tools into {VENV}")
     venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     pip = [str(BIN / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    import tomllib  # after the version check: 3.11+ only
+
     project = tomllib.loads((REPO / "pyproject.toml").read_text("utf-8"))["project"]
     subprocess.run([*pip, *project["dependencies"], *project["optional-dependencies"]["dev"]], check=True)
     stamp.write_text(digest)
@@ -85,7 +87,16 @@ def demo() -> int:
     say("installing the generated module into its own environment")
     venv.EnvBuilder(with_pip=True).create(module_venv)
     subprocess.run(
-        [str(module_venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-e", str(out)],
+        [
+            str(module_venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "-e",
+            str(out),
+        ],
         check=True,
     )
     answers = json.loads((out / "manifests" / "module.manifest.json").read_text("utf-8"))

@@ -37,6 +37,7 @@ from jinja2.ext import Extension
 from jinja2.runtime import Context
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
+from jsonschema.protocols import Validator
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_DIR = ROOT / "template" / "src" / "{{ package_name }}" / "schemas"
@@ -62,7 +63,8 @@ def _short(value: Any) -> str:
 
 @cache
 def manifest_schema() -> dict[str, Any]:
-    return json.loads(MANIFEST_SCHEMA.read_text(encoding="utf-8"))
+    schema: dict[str, Any] = json.loads(MANIFEST_SCHEMA.read_text(encoding="utf-8"))
+    return schema
 
 
 @cache
@@ -98,11 +100,7 @@ def _fields(node: Mapping[str, Any], path: tuple[str, ...] = ()) -> Iterator[tup
 @cache
 def question_fields() -> dict[str, tuple[tuple[str, ...], Mapping[str, Any]]]:
     """question name -> (path in the manifest, schema node)."""
-    return {
-        node["x-question"]: (path, node)
-        for path, node in _fields(manifest_schema())
-        if "x-question" in node
-    }
+    return {node["x-question"]: (path, node) for path, node in _fields(manifest_schema()) if "x-question" in node}
 
 
 def _error_text(start: Mapping[str, Any], error: ValidationError) -> tuple[str | None, str | None]:
@@ -125,7 +123,7 @@ def _error_text(start: Mapping[str, Any], error: ValidationError) -> tuple[str |
     return found_q, found_r
 
 
-def _first_error(validator: Draft202012Validator, value: Any) -> ValidationError | None:
+def _first_error(validator: Validator, value: Any) -> ValidationError | None:
     # Schema order: the first subschema that fails speaks (e.g. an apiList's item
     # format before the "contains /v1/analyze" rule that follows it in allOf).
     return min(validator.iter_errors(value), key=lambda e: [str(p) for p in e.schema_path], default=None)
@@ -135,7 +133,9 @@ def check_question(name: str, value: Any) -> None:
     """Raise AnswerError when ``value`` breaks the rule of question ``name``."""
     spec = questions()[name]
     if name == "platform" and value not in PLATFORMS_READY and value in _choices(spec):
-        raise AnswerError(name, f"'{value}' modules are not available yet; supported: {', '.join(PLATFORMS_READY)}", show_value=False)
+        raise AnswerError(
+            name, f"'{value}' modules are not available yet; supported: {', '.join(PLATFORMS_READY)}", show_value=False
+        )
     fields = question_fields()
     if name in fields:
         _, node = fields[name]

@@ -102,8 +102,18 @@ def generated(copie_session: Any, module_env: ModuleEnv) -> Iterator[Any]:
             assert result.exit_code == 0, f"{name}: {result.exception!r}"
             project = result.project_dir
             install = module_env.run(
-                "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
-                "--no-build-isolation", "--ignore-requires-python", "-e", ".", cwd=project,
+                "python",
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--no-build-isolation",
+                "--ignore-requires-python",
+                "-e",
+                ".",
+                cwd=project,
             )
             assert install.returncode == 0, install.stderr
             cache[name] = Generated(name, {**result.answers}, project, module_env)

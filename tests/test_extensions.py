@@ -12,9 +12,9 @@ import pytest
 
 sys.path.insert(0, str(__import__("conftest").REPO))
 
-from extensions import naming, validation  # noqa: E402
+from extensions import naming, validation
 
-TEXTS = ['plain', 'q"uo\'te', "back\\slash", "new\nline", "emoji 🚀 ü", "ctrl\x01\x7f", "$(x) `y` ${z}"]
+TEXTS = ["plain", "q\"uo'te", "back\\slash", "new\nline", "emoji 🚀 ü", "ctrl\x01\x7f", "$(x) `y` ${z}"]
 
 
 @pytest.mark.parametrize("text", TEXTS)
@@ -48,7 +48,11 @@ def test_every_mapped_field_states_its_rule():
     schema = validation.manifest_schema()
     for name, (_, node) in validation.question_fields().items():
         resolved = validation._deref(schema, node)
-        has_rule = "x-rule" in node or "x-rule" in resolved or any("x-rule" in validation._deref(schema, s) for s in node.get("allOf", []))
+        has_rule = (
+            "x-rule" in node
+            or "x-rule" in resolved
+            or any("x-rule" in validation._deref(schema, s) for s in node.get("allOf", []))
+        )
         assert has_rule, name
 
 
@@ -65,7 +69,11 @@ def test_defaults_satisfy_every_rule():
 
 
 def test_manifest_built_from_answers_validates_and_policy_follows():
-    answers = {n: validation.parse_data(n, s["default"]) for n, s in validation.questions().items() if not validation.computed(n)}
+    answers = {
+        n: validation.parse_data(n, s["default"])
+        for n, s in validation.questions().items()
+        if not validation.computed(n)
+    }
     answers["package_name"] = "my_blux_module"
     manifest = validation.build_manifest(answers)
     validation.check_manifest(manifest)
@@ -79,9 +87,12 @@ def test_manifest_built_from_answers_validates_and_policy_follows():
 
 
 def test_verbose_standard_records_payloads():
-    manifest = {"module": {"name": "m-x"}, "integration": {"events": {"produces": [], "consumes": []}},
-                "security": {"authentication": "none", "audit_level": "verbose", "data_handling": "standard"},
-                "runtime": {"max_concurrent_tasks": 3}}
+    manifest = {
+        "module": {"name": "m-x"},
+        "integration": {"events": {"produces": [], "consumes": []}},
+        "security": {"authentication": "none", "audit_level": "verbose", "data_handling": "standard"},
+        "runtime": {"max_concurrent_tasks": 3},
+    }
     assert validation.build_policy(manifest)["audit"]["record_payloads"] is True
 
 
@@ -101,3 +112,14 @@ def test_interactive_validator_returns_the_rule():
 def test_non_interactive_validator_defers_to_the_guards():
     assert validation.answer_error(_ctx(True, {}, port=22), "port") == ""
     assert validation.answer_error(_ctx(False, {"port": "22"}, port=22), "port") == ""
+
+
+def test_own_code_is_ruff_and_mypy_clean():
+    """modforge's own Python is held to the bar it sets for generated modules."""
+    import subprocess
+
+    repo = __import__("conftest").REPO
+    bin_dir = __import__("pathlib").Path(sys.executable).parent
+    for cmd in (["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]):
+        proc = subprocess.run([str(bin_dir / cmd[0]), *cmd[1:]], cwd=repo, capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from jsonschema import Draft202012Validator
-
 from conftest import ANSWER_SETS
+from jsonschema import Draft202012Validator
 
 SETS = sorted(ANSWER_SETS)
 
@@ -49,7 +48,10 @@ def test_manifests_validate_with_shipped_schemas(generated, name):
         ("doctrine.policy.json", "doctrine.policy.schema.json"),
     ]:
         instance = json.loads((g.project / "manifests" / doc).read_text("utf-8"))
-        errors = [e.message for e in Draft202012Validator(json.loads((schemas / schema).read_text("utf-8"))).iter_errors(instance)]
+        errors = [
+            e.message
+            for e in Draft202012Validator(json.loads((schemas / schema).read_text("utf-8"))).iter_errors(instance)
+        ]
         assert errors == [], f"{doc}: {errors}"
 
 

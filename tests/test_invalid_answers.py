@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from copier.errors import UserMessageError
-
 from conftest import REPO, render
+from copier.errors import UserMessageError
 
 # (answers, question named, words of the rule expected in the message)
 INVALID = [
@@ -62,7 +61,9 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize(("answers", "question", "rule"), INVALID, ids=[f"{q}-{i}" for i, (_, q, _) in enumerate(INVALID)])
+@pytest.mark.parametrize(
+    ("answers", "question", "rule"), INVALID, ids=[f"{q}-{i}" for i, (_, q, _) in enumerate(INVALID)]
+)
 def test_invalid_answer_refused(tmp_path: Path, answers, question, rule):
     dst = tmp_path / "out"
     with pytest.raises(UserMessageError) as info:
@@ -90,7 +91,10 @@ def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     copier = Path(sys.executable).with_name("copier")
     return subprocess.run(
         [str(copier), "copy", "--trust", "--defaults", "--vcs-ref", "HEAD", *args, str(REPO), str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -105,7 +109,11 @@ def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_cli_prints_one_line_and_exits_non_zero(tmp_path: Path, args, expected):
     proc = _cli(tmp_path, *args)
     assert proc.returncode == 1
-    lines = [line for line in proc.stderr.splitlines() if line.strip() and "No git tags" not in line and "DirtyLocalWarning" not in line and "warn(" not in line]
+    lines = [
+        line
+        for line in proc.stderr.splitlines()
+        if line.strip() and "No git tags" not in line and "DirtyLocalWarning" not in line and "warn(" not in line
+    ]
     assert len(lines) == 1, proc.stderr
     assert expected in lines[0]
     assert "Traceback" not in proc.stderr
@@ -125,7 +133,10 @@ def test_without_trust_copier_refuses(tmp_path: Path):
     copier = Path(sys.executable).with_name("copier")
     proc = subprocess.run(
         [str(copier), "copy", "--defaults", "--vcs-ref", "HEAD", str(REPO), str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 4
     assert not (tmp_path / "out").exists()

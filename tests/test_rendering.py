@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ANSWER_SETS, REPO, render
 
 HOSTILE = [
-    'Quotes " \' and \\ backslash',
+    "Quotes \" ' and \\ backslash",
     "Jinja {{ module_name }} and {% if true %}x{% endif %} stay text",
     "Shell $(touch /tmp/modforge-pwned) and `id` and ${HOME} stay text",
     "Ünïcödé, 中文, emoji 🚀 and a tab\tinside",
@@ -81,11 +80,17 @@ def test_caches_in_the_template_never_reach_projects(tmp_path: Path):
     src = tmp_path / "tpl"
     subprocess.run(["git", "clone", "-q", str(REPO), str(src)], check=True)
     # Work on the clone's working tree (dirty templates are rendered as they are).
-    for junk in ("template/__pycache__/x.pyc", "template/src/{{ package_name }}/__pycache__/y.pyc", "template/.mypy_cache/z"):
+    for junk in (
+        "template/__pycache__/x.pyc",
+        "template/src/{{ package_name }}/__pycache__/y.pyc",
+        "template/.mypy_cache/z",
+    ):
         (src / junk).parent.mkdir(parents=True, exist_ok=True)
         (src / junk).write_text("junk")
     subprocess.run(["git", "-C", str(src), "add", "-f", "-A"], check=True)
-    subprocess.run(["git", "-C", str(src), "-c", "user.name=t", "-c", "user.email=t@e.x", "commit", "-qm", "junk"], check=True)
+    subprocess.run(
+        ["git", "-C", str(src), "-c", "user.name=t", "-c", "user.email=t@e.x", "commit", "-qm", "junk"], check=True
+    )
     import copier
 
     copier.run_copy(str(src), str(tmp_path / "m"), defaults=True, unsafe=True, vcs_ref="HEAD", quiet=True)
