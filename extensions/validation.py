@@ -74,8 +74,13 @@ def questions() -> dict[str, dict[str, Any]]:
     return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
+# The hidden last question whose `when` runs final_check(); never an answer.
+GUARD_QUESTION = "answers_checked"
+
+
 def computed(name: str) -> bool:
-    return questions()[name].get("when") is False
+    """Not answerable: derived from other answers (``when: false``), or the guard."""
+    return name == GUARD_QUESTION or questions()[name].get("when") is False
 
 
 def _deref(schema: Mapping[str, Any], node: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -123,3 +123,11 @@ def test_own_code_is_ruff_and_mypy_clean():
     for cmd in (["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]):
         proc = subprocess.run([str(bin_dir / cmd[0]), *cmd[1:]], cwd=repo, capture_output=True, text=True, check=False)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_questions_reference_has_not_drifted():
+    import subprocess
+
+    repo = __import__("conftest").REPO
+    proc = subprocess.run([sys.executable, "docs/questions.py", "--check"], cwd=repo, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
