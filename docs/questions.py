@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Write docs/questions.md from copier.yml and the manifest schema's rules.
 
-    .venv/bin/python docs/questions.py          # rewrite the page
-    .venv/bin/python docs/questions.py --check  # exit 1 when the page has drifted
+.venv/bin/python docs/questions.py          # rewrite the page
+.venv/bin/python docs/questions.py --check  # exit 1 when the page has drifted
 """
 
 from __future__ import annotations
