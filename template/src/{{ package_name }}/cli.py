@@ -1,0 +1,150 @@
+"""Command line: serve, validate manifests, probe health, mint dev tokens.
+
+Exit codes: 0 success, 1 the check failed (invalid manifests, unhealthy),
+2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import httpx
+import typer
+import uvicorn
+from pydantic import ValidationError
+
+from . import __version__
+from .api import create_app
+from .auth import issue_token_from_settings
+from .constants import DEFAULT_PORT, MANIFEST_FILE, MODULE_NAME, POLICY_FILE
+from .errors import StartupError
+from .manifest import ManifestError, load_manifests
+from .settings import Settings
+
+app = typer.Typer(
+    name=MODULE_NAME, help="Run and check this BLUX module.", no_args_is_help=True
+)
+manifest_app = typer.Typer(help="Module manifest and doctrine policy.", no_args_is_help=True)
+token_app = typer.Typer(help="Development JWTs.", no_args_is_help=True)
+app.add_typer(manifest_app, name="manifest")
+app.add_typer(token_app, name="token")
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def _settings(**overrides: object) -> Settings:
+    """Settings from the environment, CLI flags winning; bad values exit 2 with reasons."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = [
+            f"  {'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        _fail("invalid configuration:\n" + "\n".join(lines), 2)
+    except ValueError as exc:  # e.g. an unreadable CONFIG_FILE
+        _fail(f"invalid configuration: {exc}", 2)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default: HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind (default: PORT)")] = None,
+) -> None:
+    """Run the HTTP service until interrupted (SIGINT/SIGTERM drain gracefully)."""
+    settings = _settings(host=host, port=port)
+    try:
+        load_manifests(settings.manifest_dir)  # fail fast with a readable message
+    except ManifestError as exc:
+        _fail(str(exc))
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    config = uvicorn.Config(
+        functools.partial(create_app, settings),
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        lifespan="on",
+        log_level=settings.log_level.lower(),
+        # uvicorn waits this long for open connections, then the lifespan
+        # shutdown gives running tasks SHUTDOWN_GRACE_SECONDS of its own.
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        # The lifespan refused to start (its reason is logged above).
+        raise typer.Exit(1)
+
+
+@manifest_app.command("validate")
+def validate(
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Directory holding the manifests (default: MANIFEST_DIR)"),
+    ] = None,
+) -> None:
+    """Check both manifests against their schemas and each other."""
+    target = directory if directory is not None else _settings().manifest_dir
+    try:
+        loaded = load_manifests(target)
+    except ManifestError as exc:
+        for problem in exc.problems:
+            typer.echo(problem, err=True)
+        _fail(f"INVALID: {len(exc.problems)} problem(s) in {target}")
+    typer.echo(
+        f"OK: {target / MANIFEST_FILE} and {POLICY_FILE} are valid "
+        f"({loaded.manifest.name} {loaded.manifest.version})"
+    )
+
+
+@app.command()
+def health(
+    url: Annotated[str | None, typer.Option(help="Health URL")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait")] = 3.0,
+) -> None:
+    """Exit 0 if /health answers 200 (for container HEALTHCHECKs; no curl needed)."""
+    if url is None:
+        try:
+            port = Settings().port
+        except (ValidationError, ValueError):
+            port = DEFAULT_PORT
+        url = f"http://127.0.0.1:{port}/health"
+    try:
+        response = httpx.get(url, timeout=timeout)
+    except httpx.HTTPError as exc:
+        _fail(f"unhealthy: {url}: {type(exc).__name__}: {exc}")
+    try:
+        typer.echo(json.dumps(response.json(), sort_keys=True))
+    except ValueError:
+        typer.echo(response.text)
+    if response.status_code != 200:
+        _fail(f"unhealthy: {url} answered {response.status_code}")
+
+
+@token_app.command("issue")
+def issue(
+    subject: Annotated[str, typer.Option(help="The token's sub claim")],
+    ttl: Annotated[int, typer.Option(min=1, help="Lifetime in seconds")] = 3600,
+) -> None:
+    """Print a JWT signed with the configured secret (for development and tests)."""
+    settings = _settings()
+    try:
+        typer.echo(issue_token_from_settings(settings, subject, ttl))
+    except StartupError as exc:
+        _fail(str(exc), 2)
+
+
+@app.command()
+def version() -> None:
+    """Print the module name and version."""
+    typer.echo(f"{MODULE_NAME} {__version__}")
