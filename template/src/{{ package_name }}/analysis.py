@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from itertools import pairwise
 from typing import Any, Literal
 
 AnalysisType = Literal["statistical", "pattern", "trend"]
@@ -74,26 +75,22 @@ def pattern(values: Sequence[Number]) -> Result:
     increasing / decreasing / constant need at least two values; alternating
     (up, down, up... with no flat step) needs at least three.
     """
-    steps = [b - a for a, b in zip(values, values[1:], strict=False)]
+    steps = [b - a for a, b in pairwise(values)]
     ups = sum(1 for s in steps if s > 0)
     downs = sum(1 for s in steps if s < 0)
     flats = len(steps) - ups - downs
+    # A turn is a rise followed by a fall or the reverse (flat steps never turn).
+    turns = [(a > 0) != (b > 0) for a, b in pairwise(steps) if a != 0 and b != 0]
     patterns: list[str] = []
-    if steps:
-        if ups == len(steps):
-            patterns.append("increasing")
-        if downs == len(steps):
-            patterns.append("decreasing")
-        if flats == len(steps):
-            patterns.append("constant")
-    if len(steps) >= 2 and flats == 0:
-        if all((a > 0) != (b > 0) for a, b in zip(steps, steps[1:], strict=False)):
-            patterns.append("alternating")
-    direction_changes = sum(
-        1
-        for a, b in zip(steps, steps[1:], strict=False)
-        if a != 0 and b != 0 and (a > 0) != (b > 0)
-    )
+    if steps and ups == len(steps):
+        patterns.append("increasing")
+    if steps and downs == len(steps):
+        patterns.append("decreasing")
+    if steps and flats == len(steps):
+        patterns.append("constant")
+    if len(steps) >= 2 and flats == 0 and all(turns):
+        patterns.append("alternating")
+    direction_changes = sum(turns)
     return {
         "count": len(values),
         "patterns_detected": patterns,

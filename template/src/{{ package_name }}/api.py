@@ -4,9 +4,10 @@
 manifests (refusing to start on any problem), initialises the core and shuts it
 down gracefully. Domain errors become 4xx/503 answers with a reason; no bad
 request ends in a 500.
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: FastAPI reads the route
+signatures at run time, and the dependencies are closures inside create_app.
+"""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,7 +36,7 @@ from .models import (
     TransformRequest,
 )
 from .settings import Settings
-from .tasks import TaskRecord
+from .tasks import TaskRecord, TaskStatus
 
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem} for code in (401, 403, 404, 413, 422, 501, 503)
@@ -53,7 +54,9 @@ def _accepted(record: TaskRecord, response: Response) -> TaskAccepted:
     response.headers["Location"] = location
     return TaskAccepted(
         task_id=str(record.id),
-        status=record.status.value,
+        # The status at acceptance. The task may already be running by the time
+        # this answer is sent; GET Location always tells the current truth.
+        status=TaskStatus.QUEUED.value,
         operation=record.operation,
         created_at=record.created_at.isoformat(),
         location=location,

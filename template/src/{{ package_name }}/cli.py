@@ -26,9 +26,7 @@ from .errors import StartupError
 from .manifest import ManifestError, load_manifests
 from .settings import Settings
 
-app = typer.Typer(
-    name=MODULE_NAME, help="Run and check this BLUX module.", no_args_is_help=True
-)
+app = typer.Typer(name=MODULE_NAME, help="Run and check this BLUX module.", no_args_is_help=True)
 manifest_app = typer.Typer(help="Module manifest and doctrine policy.", no_args_is_help=True)
 token_app = typer.Typer(help="Development JWTs.", no_args_is_help=True)
 app.add_typer(manifest_app, name="manifest")

@@ -69,7 +69,9 @@ class DataResolver:
         try:
             content = json.loads(path.read_bytes(), parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise DataReferenceError(f"data reference {reference!r} is not valid JSON: {exc}") from None
+            raise DataReferenceError(
+                f"data reference {reference!r} is not valid JSON: {exc}"
+            ) from None
         if isinstance(content, dict) and set(content) == {"values"}:
             content = content["values"]
         try:

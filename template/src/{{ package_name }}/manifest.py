@@ -186,7 +186,9 @@ def _read(path: Path) -> tuple[Any, str | None]:
         return None, f"{path}: $: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
 
 
-def _subset(label: str, path: str, narrow: Iterable[str], wide: Iterable[str], what: str) -> list[str]:
+def _subset(
+    label: str, path: str, narrow: Iterable[str], wide: Iterable[str], what: str
+) -> list[str]:
     extra = sorted(set(narrow) - set(wide))
     if not extra:
         return []

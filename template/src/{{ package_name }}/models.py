@@ -32,8 +32,8 @@ class Values(_Request):
 
 class _DataRequest(_Request):
     data: Values | None = None
-    data_reference: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = (
-        Field(default=None, description="File under DATA_DIR/inputs holding the values")
+    data_reference: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = Field(
+        default=None, description="File under DATA_DIR/inputs holding the values"
     )
 
     @model_validator(mode="after")

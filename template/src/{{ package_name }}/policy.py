@@ -42,7 +42,8 @@ class PolicyEnforcer:
     def check_produce(self, event_type: str) -> None:
         if event_type not in self.manifest.events_produces:
             raise PolicyViolation(
-                f"event {event_type!r} is not declared in the manifest's integration.events.produces"
+                f"event {event_type!r} is not declared in the manifest's "
+                "integration.events.produces"
             )
         if event_type not in self.policy.may_produce:
             raise PolicyViolation(
@@ -52,7 +53,8 @@ class PolicyEnforcer:
     def check_consume(self, event_type: str) -> None:
         if event_type not in self.manifest.events_consumes:
             raise PolicyViolation(
-                f"event {event_type!r} is not declared in the manifest's integration.events.consumes"
+                f"event {event_type!r} is not declared in the manifest's "
+                "integration.events.consumes"
             )
         if event_type not in self.policy.may_consume:
             raise PolicyViolation(

@@ -92,7 +92,8 @@ class TaskManager:
         self._clock = clock
         self._records: dict[UUID, TaskRecord] = {}
         self._finished: deque[tuple[float, UUID]] = deque()  # finish order = expiry order
-        self._tasks: set[asyncio.Task[None]] = set()  # strong refs: the loop keeps weak ones
+        # Strong refs by task id: the event loop itself keeps only weak ones.
+        self._tasks: dict[UUID, asyncio.Task[None]] = {}
         self._counts = dict.fromkeys(TaskStatus, 0)
         self._accepting = True
         self._cancel_reason = "cancelled"
@@ -141,8 +142,15 @@ class TaskManager:
         self._records[record.id] = record
         self._counts[TaskStatus.QUEUED] += 1
         task = asyncio.create_task(self._run(record, work), name=f"task-{record.id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[record.id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(record.id, None))
+        return record
+
+    async def wait(self, record: TaskRecord) -> TaskRecord:
+        """Until the task has finished (without cancelling it if the waiter is cancelled)."""
+        task = self._tasks.get(record.id)
+        if task is not None:
+            await asyncio.wait({task})
         return record
 
     def _move(self, record: TaskRecord, status: TaskStatus) -> None:
@@ -178,9 +186,7 @@ class TaskManager:
                         # CPU work in a worker thread cannot be interrupted: the
                         # thread finishes on its own and its result is dropped.
                         # Inputs are bounded (MAX_VALUES), so the overrun is short.
-                        record.error = (
-                            f"timed out after {self._timeout:g} s (TASK_TIMEOUT_SECONDS)"
-                        )
+                        record.error = f"timed out after {self._timeout:g} s (TASK_TIMEOUT_SECONDS)"
                     else:
                         record.error = f"{type(exc).__name__}: {exc}"
                     self._move(record, TaskStatus.FAILED)
@@ -198,7 +204,7 @@ class TaskManager:
     async def shutdown(self, grace_seconds: float) -> None:
         """Stop accepting, let in-flight tasks finish for the grace period, cancel the rest."""
         self._accepting = False
-        pending = set(self._tasks)
+        pending = set(self._tasks.values())
         if pending and grace_seconds > 0:
             _, pending = await asyncio.wait(pending, timeout=grace_seconds)
         if not pending:
