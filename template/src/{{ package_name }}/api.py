@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         core = ModuleCore.from_settings(settings)
         await core.initialize()
         slot.core = core
+        app.state.core = core  # for operators' tooling and tests; routes use the slot
         try:
             yield
         finally:

@@ -1,7 +1,9 @@
 """Command line: serve, validate manifests, probe health, mint dev tokens.
 
-Exit codes: 0 success, 1 the check failed (invalid manifests, unhealthy),
-2 bad configuration or usage.
+Exit codes: 0 success, 1 the check failed (invalid manifests, unhealthy,
+refused to start), 2 bad configuration or usage. The server stack (uvicorn,
+the app) and httpx are imported only by the commands that use them, so quick
+commands such as ``health`` in a container HEALTHCHECK start fast.
 """
 
 from __future__ import annotations
@@ -13,13 +15,10 @@ import math
 from pathlib import Path
 from typing import Annotated, NoReturn
 
-import httpx
 import typer
-import uvicorn
 from pydantic import ValidationError
 
 from . import __version__
-from .api import create_app
 from .auth import issue_token_from_settings
 from .constants import DEFAULT_PORT, MANIFEST_FILE, MODULE_NAME, POLICY_FILE
 from .errors import StartupError
@@ -59,11 +58,18 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to bind (default: PORT)")] = None,
 ) -> None:
     """Run the HTTP service until interrupted (SIGINT/SIGTERM drain gracefully)."""
+    import uvicorn
+
+    from .api import create_app
+    from .core import ModuleCore
+
     settings = _settings(host=host, port=port)
     try:
-        load_manifests(settings.manifest_dir)  # fail fast with a readable message
-    except ManifestError as exc:
-        _fail(str(exc))
+        # The lifespan checks all this again; doing it here first turns a
+        # refusal into one readable message instead of a server traceback.
+        ModuleCore.from_settings(settings)
+    except StartupError as exc:
+        _fail(f"refusing to start: {exc}")
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     config = uvicorn.Config(
         functools.partial(create_app, settings),
@@ -111,6 +117,8 @@ def health(
     timeout: Annotated[float, typer.Option(help="Seconds to wait")] = 3.0,
 ) -> None:
     """Exit 0 if /health answers 200 (for container HEALTHCHECKs; no curl needed)."""
+    import httpx
+
     if url is None:
         try:
             port = Settings().port
