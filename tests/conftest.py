@@ -110,7 +110,6 @@ def generated(copie_session: Any, module_env: ModuleEnv) -> Iterator[Any]:
                 "--disable-pip-version-check",
                 "--no-deps",
                 "--no-build-isolation",
-                "--ignore-requires-python",
                 "-e",
                 ".",
                 cwd=project,
