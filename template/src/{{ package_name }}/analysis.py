@@ -43,7 +43,7 @@ def statistical(values: Sequence[Number]) -> Result:
     if n == 0:
         return {
             "count": 0,
-            "sum": None,
+            "sum": 0,
             "mean": None,
             "median": None,
             "variance": None,

@@ -20,7 +20,7 @@ from .errors import DataReferenceError
 from .models import FiniteNumber
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-_VALUES: TypeAdapter[list[float]] = TypeAdapter(list[FiniteNumber])
+_VALUES: TypeAdapter[list[int | float]] = TypeAdapter(list[FiniteNumber])
 
 
 def _reject_constant(name: str) -> Any:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
 
 from .analysis import AnalysisType
 from .transform import TransformOperation
 
-FiniteNumber = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+# Integers stay integers (min/max of [1, 2] is 1, not 1.0); floats must be finite.
+FiniteNumber = StrictInt | Annotated[float, Field(strict=True, allow_inf_nan=False)]
 EventName = Annotated[
     str, StringConstraints(max_length=100, pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 ]
