@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -52,6 +51,10 @@ def _settings(**overrides: object) -> Settings:
         _fail(f"invalid configuration: {exc}", 2)
 
 
+# Upper bound on waiting for open HTTP requests at shutdown.
+HTTP_DRAIN_SECONDS = 5
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (default: HOST)")] = None,
@@ -78,9 +81,11 @@ def serve(
         port=settings.port,
         lifespan="on",
         log_level=settings.log_level.lower(),
-        # uvicorn waits this long for open connections, then the lifespan
-        # shutdown gives running tasks SHUTDOWN_GRACE_SECONDS of its own.
-        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
+        # Requests only queue or read tasks, so open connections get a short
+        # drain; the lifespan shutdown then gives running tasks
+        # SHUTDOWN_GRACE_SECONDS. The sum must stay inside the orchestrator's
+        # kill deadline (Kubernetes: terminationGracePeriodSeconds).
+        timeout_graceful_shutdown=HTTP_DRAIN_SECONDS,
         server_header=False,
     )
     server = uvicorn.Server(config)
