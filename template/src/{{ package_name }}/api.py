@@ -214,15 +214,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return EventAccepted(type=body.type, status=outcome.status, task=task)
 
     @app.api_route(
-        "/v1/{rest:path}",
+        "/{version:str}/{rest:path}",
         methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
         include_in_schema=False,
     )
-    async def other_v1(rest: str, request: Request, core: CoreDep, actor: ActorDep) -> Response:
-        """Declared-but-unimplemented paths answer 501, undeclared ones 404."""
-        core.require_api(f"/v1/{rest}")
+    async def other_api(
+        version: str, rest: str, request: Request, core: CoreDep, actor: ActorDep
+    ) -> Response:
+        """Declared-but-unimplemented APIs (any /vN/...) answer 501, undeclared ones 404."""
+        path = f"/{version}/{rest}"
+        core.require_api(path)
         return JSONResponse(
-            {"detail": f"method {request.method} not allowed on /v1/{rest}"},
+            {"detail": f"method {request.method} not allowed on {path}"},
             status_code=405,
             headers={"Allow": "POST"},
         )
