@@ -16,15 +16,14 @@ from uuid import UUID
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from . import observability
 from .auth import AuthError
 from .constants import MODULE_NAME, MODULE_VERSION
 from .core import Actor, ModuleCore
 from .errors import ModuleError, NotReady, QueueFullError
-from .middleware import BodySizeLimit
 from .models import (
     AnalyzeRequest,
     EventAccepted,
@@ -120,23 +119,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=_PROBLEMS,
     )
     _install_error_handlers(app, MODULE_NAME)
-    app.add_middleware(
-        BodySizeLimit,
-        limit=lambda: slot.core.policy.max_request_bytes if slot.core else None,
-    )
-    if settings.cors_origins:
-        # Bearer tokens travel in a header, not cookies: no credentials needed,
-        # and '*' is refused by Settings anyway.
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_credentials=False,
-            allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type"],
-            expose_headers=["Location", "Retry-After"],
-        )
+    observability.install(app, settings, lambda: slot.core)
 
-    def get_core() -> ModuleCore:
+    async def get_core() -> ModuleCore:  # async: a sync dependency costs a thread hop
         if slot.core is None:
             raise NotReady("the module is starting; retry shortly")
         return slot.core

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .context import current_request_id
 from .policy import AuditLevel
 
 logger = logging.getLogger(__name__)
@@ -148,6 +149,9 @@ class AuditLog:
             "event": event,
             "data": scrub(data or {}),
         }
+        rid = current_request_id()  # the request that caused this, kept by its tasks too
+        if rid is not None:
+            record["request_id"] = rid
         if actor is not None and self.level >= AuditLevel.DETAILED:
             record["actor"] = scrub(actor)
         if values is not None and self.level >= AuditLevel.VERBOSE:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -21,6 +20,7 @@ from . import __version__
 from .auth import issue_token_from_settings
 from .constants import DEFAULT_PORT, MANIFEST_FILE, MODULE_NAME, POLICY_FILE
 from .errors import StartupError
+from .logs import configure_logging
 from .manifest import ManifestError, load_manifests
 from .settings import Settings
 
@@ -73,7 +73,7 @@ def serve(
         ModuleCore.from_settings(settings)
     except StartupError as exc:
         _fail(f"refusing to start: {exc}")
-    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     config = uvicorn.Config(
         functools.partial(create_app, settings),
         factory=True,
@@ -81,6 +81,8 @@ def serve(
         port=settings.port,
         lifespan="on",
         log_level=settings.log_level.lower(),
+        log_config=None,  # configure_logging above: one JSON handler for every logger
+        access_log=settings.access_log,
         # Requests only queue or read tasks, so open connections get a short
         # drain; the lifespan shutdown then gives running tasks
         # SHUTDOWN_GRACE_SECONDS. The sum must stay inside the orchestrator's

@@ -29,10 +29,10 @@ class BodySizeLimit:
             try:
                 too_large = int(declared) > limit
             except ValueError:
-                await _reply(send, 400, "invalid Content-Length header")
+                await reply(send, 400, "invalid Content-Length header")
                 return
             if too_large:
-                await _reply(send, 413, f"request body exceeds {limit} bytes")
+                await reply(send, 413, f"request body exceeds {limit} bytes")
                 return
             await self.app(scope, receive, send)
             return
@@ -47,7 +47,7 @@ class BodySizeLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                await _reply(send, 413, f"request body exceeds {limit} bytes")
+                await reply(send, 413, f"request body exceeds {limit} bytes")
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -69,17 +69,26 @@ def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
     return receive
 
 
-async def _reply(send: Send, status: int, detail: str) -> None:
+async def reply(
+    send: Send,
+    status: int,
+    detail: str,
+    *,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    close: bool = True,
+) -> None:
+    """Answer with ``{"detail": ...}`` without reaching the app.
+
+    ``close`` (the default for refused bodies) drops the connection, so an
+    unread request body cannot be mistaken for the next request.
+    """
     body = json.dumps({"detail": detail}).encode("utf-8")
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode("ascii")),
-                (b"connection", b"close"),
-            ],
-        }
-    )
+    response_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode("ascii")),
+        *(headers or ()),
+    ]
+    if close:
+        response_headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": response_headers})
     await send({"type": "http.response.body", "body": body})

@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=DEFAULT_PORT, ge=1, le=65535)
     log_level: Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    # uvicorn's per-request access log (JSON like every other line when on).
+    access_log: bool = False
     config_file: Path | None = None
     manifest_dir: Path = Path("manifests")
     data_dir: Path = Path("data")
@@ -107,6 +110,9 @@ class Settings(BaseSettings):
     blux_guard_url: AnyHttpUrl | None = None
     # NoDecode: accept "a,b" as well as a JSON list from the environment.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Requests per client address per window; 0 disables. Probes are exempt.
+    rate_limit_requests: int = Field(default=1200, ge=0)
+    rate_limit_window_seconds: int = Field(default=60, ge=1)
 
     @classmethod
     def settings_customise_sources(
