@@ -3,8 +3,10 @@
 Each record carries ``prev_hash`` (the previous record's ``hash``) and its own
 ``hash``: sha256 over the record's canonical JSON without ``hash``. Editing,
 reordering or deleting a record breaks the chain from that record on, which
-``verify`` reports. Truncating the tail cannot be detected from the file alone;
-shipping records to blux-guard would cover that (not implemented yet).
+``verify`` reports. Truncating the tail cannot be detected from the file alone:
+with ``BLUX_GUARD_URL`` set, records are also forwarded to blux-guard
+(forwarding.py), and ``verify_chain`` compares the file with the forwarding
+cursor ``DATA_DIR/audit.forwarded``, so cutting forwarded records is reported.
 
 What is written depends on the policy's audit level:
   none      nothing
@@ -12,7 +14,9 @@ What is written depends on the policy's audit level:
   detailed  + who asked (subject, client address, method, path)
   verbose   + payload summaries (value counts); raw values only when the policy
             sets record_payloads and data handling is not encrypted
-Secrets and tokens are never written: keys that look like them are dropped.
+Secrets and tokens are never written: keys that look like them are dropped at
+any depth (inside lists too), and bearer tokens or JWTs found inside any string
+value are replaced by ``[redacted]``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +38,25 @@ from .policy import AuditLevel
 logger = logging.getLogger(__name__)
 
 GENESIS_HASH = "0" * 64
-_SECRET_HINTS = ("token", "secret", "password", "authorization", "credential", "jwt")
+_SECRET_HINTS = (
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "authorization",
+    "credential",
+    "jwt",
+    "api_key",
+    "apikey",
+    "private_key",
+    "cookie",
+)
+# Secrets that hide in free text (an error message, a header echoed back).
+_SECRET_TEXT = re.compile(
+    r"(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}"  # Authorization header values
+    r"|eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"  # JWTs (base64url JSON)
+)
+REDACTED = "[redacted]"
 _TAIL_BYTES = 1 << 20
 
 
@@ -47,33 +71,101 @@ def record_hash(record: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical(body)).hexdigest()
 
 
+def is_secret_key(key: str) -> bool:
+    lowered = key.lower().replace("-", "_")
+    return any(hint in lowered for hint in _SECRET_HINTS)
+
+
+def _scrub_value(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return scrub(value)
+    if isinstance(value, list | tuple):
+        return [_scrub_value(item) for item in value]
+    if isinstance(value, str):
+        return _SECRET_TEXT.sub(REDACTED, value)
+    return value
+
+
 def scrub(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Drop keys that may hold secrets, at any depth."""
-    clean: dict[str, Any] = {}
-    for key, value in data.items():
-        if any(hint in key.lower() for hint in _SECRET_HINTS):
-            continue
-        clean[key] = scrub(value) if isinstance(value, Mapping) else value
-    return clean
+    """Drop keys that may hold secrets and redact tokens in strings, at any depth."""
+    return {
+        str(key): _scrub_value(value) for key, value in data.items() if not is_secret_key(str(key))
+    }
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """The outcome of checking an audit file.
+
+    ``records`` counts the records read (all of them when intact); ``broken_at``
+    is the 0-based index (= line number - 1) of the first bad record.
+    """
+
+    records: int
+    broken_at: int | None = None
+    problem: str | None = None
+
+    @property
+    def intact(self) -> bool:
+        return self.broken_at is None
+
+
+def verify_chain(path: Path, cursor: Mapping[str, Any] | None = None) -> ChainReport:
+    """Check every record's hash and link; stop at the first one that breaks.
+
+    ``cursor`` is the forwarding cursor (``{"index", "hash"}`` of the last record
+    blux-guard confirmed): the file must still hold that record, so a tail cut
+    after forwarding is found too.
+    """
+    count = 0
+    expected_prev = GENESIS_HASH
+    hashes: dict[int, str] = {}
+    want = None if cursor is None else cursor.get("index")
+    if path.exists():
+        with path.open("rb") as handle:
+            for index, raw in enumerate(handle):
+                count = index + 1
+                try:
+                    record = json.loads(raw)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    return ChainReport(count, index, "not a readable JSON record")
+                if not isinstance(record, dict):
+                    return ChainReport(count, index, "not a JSON object")
+                if record.get("prev_hash") != expected_prev:
+                    return ChainReport(
+                        count,
+                        index,
+                        "prev_hash link broken: it does not match the hash of "
+                        + ("the genesis value" if index == 0 else f"record {index - 1}")
+                        + " (a record was removed, inserted or reordered here)",
+                    )
+                if record.get("hash") != record_hash(record):
+                    return ChainReport(
+                        count, index, "hash mismatch: the record's content was changed"
+                    )
+                expected_prev = record["hash"]
+                if index == want:
+                    hashes[index] = expected_prev
+    if cursor is not None and isinstance(want, int) and want >= 0:
+        if want >= count:
+            return ChainReport(
+                count,
+                count,
+                f"records {count}..{want} were forwarded to blux-guard but are missing "
+                "from the file (the tail was cut)",
+            )
+        if hashes.get(want) != cursor.get("hash"):
+            return ChainReport(
+                count,
+                want,
+                "hash mismatch: differs from the hash blux-guard confirmed for this record",
+            )
+    return ChainReport(count)
 
 
 def verify(path: Path) -> int | None:
     """Index (0-based line) of the first record that breaks the chain, or None if intact."""
-    if not path.exists():
-        return None
-    expected_prev = GENESIS_HASH
-    with path.open(encoding="utf-8") as handle:
-        for index, line in enumerate(handle):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                return index
-            if not isinstance(record, dict) or record.get("prev_hash") != expected_prev:
-                return index
-            if record.get("hash") != record_hash(record):
-                return index
-            expected_prev = record["hash"]
-    return None
+    return verify_chain(path).broken_at
 
 
 def _last_hash(path: Path) -> str:
@@ -100,6 +192,10 @@ def _last_hash(path: Path) -> str:
     return hashlib.sha256(last).hexdigest()
 
 
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
 class AuditLog:
     def __init__(
         self,
@@ -113,7 +209,11 @@ class AuditLog:
         self.level = level
         self.module = module
         self.record_raw_payloads = record_raw_payloads
+        # Told about every appended line (its byte offset in the file and the
+        # line itself); must not block: the audit forwarder only enqueues.
+        self.on_append: Callable[[int, str], None] | None = None
         self._prev_hash = GENESIS_HASH
+        self._size = 0
         self._lock = asyncio.Lock()
 
     @property
@@ -125,6 +225,7 @@ class AuditLog:
             return
         await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
         self._prev_hash = await asyncio.to_thread(_last_hash, self.path)
+        self._size = await asyncio.to_thread(_size, self.path)
 
     def _append(self, line: str) -> None:
         # One write of one line in append mode; flushed on close. No fsync: a
@@ -181,6 +282,10 @@ class AuditLog:
             line = canonical(record).decode("utf-8") + "\n"
             await asyncio.to_thread(self._append, line)
             self._prev_hash = record["hash"]
+            offset = self._size
+            self._size += len(line.encode("utf-8"))
+            if self.on_append is not None:
+                self.on_append(offset, line)
         return str(record["hash"])
 
     def verify(self) -> int | None:

@@ -8,7 +8,6 @@ commands such as ``health`` in a container HEALTHCHECK start fast.
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -28,7 +27,9 @@ app = typer.Typer(name=MODULE_NAME, help="Run and check this BLUX module.", no_a
 manifest_app = typer.Typer(help="Module manifest and doctrine policy.", no_args_is_help=True)
 token_app = typer.Typer(help="Development JWTs.", no_args_is_help=True)
 app.add_typer(manifest_app, name="manifest")
+audit_app = typer.Typer(help="The local audit trail.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+app.add_typer(audit_app, name="audit")
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -65,6 +66,7 @@ def serve(
 
     from .api import create_app
     from .core import ModuleCore
+    from .server import DrainingServer
 
     settings = _settings(host=host, port=port)
     try:
@@ -74,23 +76,24 @@ def serve(
     except StartupError as exc:
         _fail(f"refusing to start: {exc}")
     configure_logging(settings.log_level, settings.log_format)
+    application = create_app(settings)
     config = uvicorn.Config(
-        functools.partial(create_app, settings),
-        factory=True,
+        application,
         host=settings.host,
         port=settings.port,
         lifespan="on",
         log_level=settings.log_level.lower(),
         log_config=None,  # configure_logging above: one JSON handler for every logger
         access_log=settings.access_log,
-        # Requests only queue or read tasks, so open connections get a short
-        # drain; the lifespan shutdown then gives running tasks
-        # SHUTDOWN_GRACE_SECONDS. The sum must stay inside the orchestrator's
-        # kill deadline (Kubernetes: terminationGracePeriodSeconds).
+        # On SIGTERM, DrainingServer first gives running tasks
+        # SHUTDOWN_GRACE_SECONDS while still answering probes and task reads;
+        # then open requests (which only queue or read tasks) get this short
+        # drain. The sum must stay inside the orchestrator's kill deadline
+        # (Kubernetes: terminationGracePeriodSeconds).
         timeout_graceful_shutdown=HTTP_DRAIN_SECONDS,
         server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config, application)
     server.run()
     if not server.started:
         # The lifespan refused to start (its reason is logged above).
@@ -155,6 +158,36 @@ def issue(
         typer.echo(issue_token_from_settings(settings, subject, ttl))
     except StartupError as exc:
         _fail(str(exc), 2)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", help="Audit file to check (default: DATA_DIR/audit.jsonl)"),
+    ] = None,
+) -> None:
+    """Check the hash chain; exit 1 naming the first broken record."""
+    from .audit import verify_chain
+    from .forwarding import load_cursor
+
+    if file is None:
+        settings = _settings()
+        file, cursor_file = settings.audit_file, settings.audit_cursor_file
+    else:
+        cursor_file = file.with_suffix(".forwarded")
+    if not file.is_file():
+        _fail(f"no audit file at {file}")
+    # What blux-guard confirmed (when records are forwarded) must still be in the file.
+    cursor = load_cursor(cursor_file)
+    confirmed = None if cursor is None else {"index": cursor.index, "hash": cursor.hash}
+    report = verify_chain(file, confirmed)
+    if report.broken_at is not None:
+        _fail(
+            f"{file}: chain broken at record {report.broken_at} "
+            f"(line {report.broken_at + 1}): {report.problem}"
+        )
+    typer.echo(f"{report.records} records, chain intact")
 
 
 @app.command()

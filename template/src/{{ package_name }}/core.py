@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any, Literal
@@ -31,11 +31,13 @@ from .errors import (
     TaskNotFound,
 )
 from .events import EventPublisher
+from .integration import PlatformIntegration
 from .manifest import Manifests, load_manifests
 from .models import AnalyzeRequest, EventRequest, TransformRequest, Values
 from .policy import PolicyEnforcer
 from .settings import Settings, env_name
-from .tasks import TaskManager, TaskRecord, TaskStatus
+from .store import Page, TaskStore
+from .tasks import Runner, TaskManager, TaskRecord, TaskStatus
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +67,29 @@ SYSTEM = Actor(subject=None, client="internal")
 
 @dataclass(frozen=True)
 class Processor:
-    """An API path served by a CPU-bound function run in a worker thread."""
+    """An API path served by a CPU-bound function run in a worker thread.
+
+    ``run`` takes the validated input stored with the task (JSON types only)
+    and must be pure: a task interrupted by a crash or a shutdown is run again
+    from the same input on the next start.
+    """
 
     operation: str
     summary: str
+    run: Runner
+
+
+def _run_analysis(payload: dict[str, Any]) -> dict[str, Any]:
+    return analysis.analyze(payload["analysis_type"], payload["values"])
+
+
+def _run_transform(payload: dict[str, Any]) -> dict[str, Any]:
+    return transform.transform(
+        payload["operation"],
+        payload["values"],
+        factor=payload["factor"],
+        descending=payload["descending"],
+    )
 
 
 @dataclass(frozen=True)
@@ -94,20 +115,35 @@ class ModuleCore:
             record_raw_payloads=self.enforcer.may_record_raw_payloads,
         )
         self.events = EventPublisher(self.enforcer, self.audit)
-        self.resolver = DataResolver(settings.inputs_dir, max_values=settings.max_values)
-        self.tasks = TaskManager(
-            max_concurrent=settings.max_concurrent_tasks,
-            max_queued=settings.max_queued_tasks,
-            timeout_seconds=settings.task_timeout_seconds,
-            retention_seconds=settings.task_retention_seconds,
-            on_change=self._task_changed,
+        self.resolver = DataResolver(
+            settings.inputs_dir,
+            max_values=settings.max_values,
+            max_bytes=settings.data_reference_max_bytes,
+            timeout=settings.data_reference_timeout_seconds,
         )
+        # blux-lite registration/discovery and blux-guard forwarding, when configured.
+        self.platform = PlatformIntegration(settings, self.manifest, self.enforcer, self.audit)
         # Processors by API path. A path the manifest declares but that is not
         # registered here is answered 501 (see require_api).
         self.processors: dict[str, Processor] = {
-            "/v1/analyze": Processor("analysis", "statistical, pattern and trend analysis"),
-            "/v1/transform": Processor("transform", ", ".join(transform.OPERATIONS)),
+            "/v1/analyze": Processor(
+                "analysis", "statistical, pattern and trend analysis", _run_analysis
+            ),
+            "/v1/transform": Processor(
+                "transform", ", ".join(transform.OPERATIONS), _run_transform
+            ),
         }
+        self.store = TaskStore(
+            settings.task_store_file, retention_seconds=settings.task_retention_seconds
+        )
+        self.tasks = TaskManager(
+            self.store,
+            {p.operation: p.run for p in self.processors.values()},
+            max_concurrent=settings.max_concurrent_tasks,
+            max_queued=settings.max_queued_tasks,
+            timeout_seconds=settings.task_timeout_seconds,
+            on_change=self._task_changed,
+        )
         self.status = ModuleStatus.INITIALIZING
 
     @classmethod
@@ -118,8 +154,9 @@ class ModuleCore:
     # Lifecycle --------------------------------------------------------------
     async def initialize(self) -> None:
         await self.audit.open()
+        await self.platform.start()  # background work only: never waits for the platform
         await asyncio.to_thread(self.settings.inputs_dir.mkdir, parents=True, exist_ok=True)
-        self.status = ModuleStatus.READY
+        await self.store.open()  # StartupError if the task database is unusable
         await self.audit.record(
             "module.started",
             {
@@ -129,14 +166,41 @@ class ModuleCore:
                 "max_concurrent_tasks": self.settings.max_concurrent_tasks,
             },
         )
-        logger.info("%s %s ready", self.manifest.name, self.manifest.version)
+        # Tasks accepted before a restart (or a crash) run before new ones.
+        resumed = await self.tasks.start()
+        self.status = ModuleStatus.READY
+        logger.info(
+            "%s %s ready (%d task(s) resumed)", self.manifest.name, self.manifest.version, resumed
+        )
+
+    def begin_drain(self) -> None:
+        """Readiness 503 and new submissions refused from now on (SIGTERM's first step).
+
+        Running tasks carry on; queued ones stay stored for the next start.
+        """
+        if self.status in (ModuleStatus.INITIALIZING, ModuleStatus.READY):
+            self.status = ModuleStatus.DRAINING
+        self.tasks.stop_accepting(self.settings.shutdown_grace_seconds)
+
+    async def drain(self) -> bool:
+        """Begin draining and wait, up to SHUTDOWN_GRACE_SECONDS, for running tasks."""
+        self.begin_drain()
+        return await self.tasks.drain(self.settings.shutdown_grace_seconds)
 
     async def shutdown(self) -> None:
         if self.status is ModuleStatus.STOPPED:
             return
-        self.status = ModuleStatus.DRAINING
+        self.begin_drain()
+        # Leave the registry while tasks drain, so no new work is routed here;
+        # each platform step waits at most PLATFORM_SHUTDOWN_SECONDS.
+        leaving = asyncio.create_task(self.platform.leave())
+        # Same grace as drain(): the period started at the first of the two.
         await self.tasks.shutdown(self.settings.shutdown_grace_seconds)
+        await self.store.close()
         await self.audit.record("module.stopped", {"version": self.manifest.version})
+        await leaving
+        await self.platform.close()  # flushes the audit forwarder after the last record
+        await self.resolver.aclose()
         self.status = ModuleStatus.STOPPED
 
     @property
@@ -200,6 +264,8 @@ class ModuleCore:
         return processor
 
     def _require_ready(self) -> None:
+        if self.status is ModuleStatus.DRAINING:
+            raise NotReady("the module is shutting down and accepts no new tasks; retry later")
         if not self.ready:
             raise NotReady(f"the module is {self.status.value}; retry later")
 
@@ -215,18 +281,15 @@ class ModuleCore:
     async def _submit(
         self,
         path: str,
-        run: Callable[[], dict[str, Any]],
+        payload: dict[str, Any],
         values: list[float],
         details: Mapping[str, Any],
         actor: Actor,
     ) -> TaskRecord:
+        """Store the task with ``payload`` (its processor's whole input) and queue it."""
         processor = self.require_api(path)
         self._require_ready()
-        record = self.tasks.submit(
-            processor.operation,
-            lambda: asyncio.to_thread(run),  # CPU work off the event loop
-            owner=actor.subject,
-        )
+        record = await self.tasks.submit(processor.operation, payload, owner=actor.subject)
         await self.audit.record(
             "task.submitted",
             {"task_id": str(record.id), "operation": processor.operation, **details},
@@ -239,9 +302,11 @@ class ModuleCore:
         self.require_api("/v1/analyze")
         values = await self._values(request.data, request.data_reference)
         kind = request.analysis_type
+        # Resolved values, not the reference: a re-run must not depend on the
+        # referenced data still being there, or unchanged.
         return await self._submit(
             "/v1/analyze",
-            lambda: analysis.analyze(kind, values),
+            {"analysis_type": kind, "values": values},
             values,
             {"analysis_type": kind, "source": _source(request.data_reference)},
             actor,
@@ -253,14 +318,14 @@ class ModuleCore:
         op, factor, descending = request.operation, request.factor, request.descending
         return await self._submit(
             "/v1/transform",
-            lambda: transform.transform(op, values, factor=factor, descending=descending),
+            {"operation": op, "values": values, "factor": factor, "descending": descending},
             values,
             {"transform": op, "source": _source(request.data_reference)},
             actor,
         )
 
-    def get_task(self, task_id: UUID, actor: Actor) -> TaskRecord:
-        record = self.tasks.get(task_id)
+    async def get_task(self, task_id: UUID, actor: Actor) -> TaskRecord:
+        record = await self.tasks.get(task_id)
         # Another caller's task answers 404 like an unknown one: ids are not secrets
         # to guess at, but results belong to whoever submitted them.
         if record is None or (record.owner is not None and record.owner != actor.subject):
@@ -268,6 +333,32 @@ class ModuleCore:
                 f"task {task_id} not found (unknown, expired after "
                 f"{env_name('task_retention_seconds')}, or not yours)"
             )
+        return record
+
+    async def list_tasks(
+        self,
+        actor: Actor,
+        *,
+        status: TaskStatus | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> Page:
+        """The caller's tasks, newest first (without a subject: tasks submitted without one)."""
+        return await self.tasks.page(owner=actor.subject, status=status, limit=limit, cursor=cursor)
+
+    async def cancel_task(self, task_id: UUID, actor: Actor) -> TaskRecord:
+        """Queued or running -> cancelled; 409 once finished, 404 like get_task."""
+        await self.get_task(task_id, actor)  # 404 for unknown or someone else's
+        by = f" by {actor.subject}" if actor.subject else ""
+        try:
+            record = await self.tasks.cancel(task_id, reason=f"cancelled{by} on request")
+        except TaskNotFound:
+            raise TaskNotFound(f"task {task_id} not found (expired meanwhile)") from None
+        await self.audit.record(
+            "task.cancel_requested",
+            {"task_id": str(task_id), "operation": record.operation},
+            actor=actor.as_dict(),
+        )
         return record
 
     async def handle_event(self, event: EventRequest, actor: Actor) -> EventOutcome:

@@ -1,9 +1,21 @@
 """Resolve a ``data_reference`` to a list of numbers.
 
-A reference is a file path relative to ``DATA_DIR/inputs`` holding JSON: either
-a list of numbers or ``{"values": [...]}``. Absolute paths, ``..`` and symlinks
-leading outside that directory are refused. Remote (http/https) references are
-refused too: fetching them is not implemented, and saying so beats pretending.
+A reference is either
+
+- a file path relative to ``DATA_DIR/inputs`` (absolute paths, ``..`` and
+  symlinks leading outside that directory are refused), or
+- an ``http://`` or ``https://`` URL, fetched with GET: the answer must be 200
+  (redirects are not followed), arrive within DATA_REFERENCE_TIMEOUT_SECONDS
+  and hold at most DATA_REFERENCE_MAX_BYTES (counted while streaming, after
+  any content decoding, so neither a lying Content-Length nor a compressed
+  bomb gets past it).
+
+Either way the content must be JSON: a list of finite numbers or
+``{"values": [...]}``. Every failure is a DataReferenceError (422) whose reason
+names what failed. URLs are shown without credentials or query strings.
+
+Remote references let callers make this module send GET requests: deploy it
+where that is acceptable, or restrict its egress (network policy, proxy).
 """
 
 from __future__ import annotations
@@ -14,10 +26,12 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from .errors import DataReferenceError
 from .models import FiniteNumber
+from .settings import env_name
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _VALUES: TypeAdapter[list[int | float]] = TypeAdapter(list[FiniteNumber])
@@ -27,23 +41,36 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a finite number")
 
 
+def _shown(url: httpx.URL) -> str:
+    """The URL for messages: no user:password@, no ?query (either may carry secrets)."""
+    port = f":{url.port}" if url.port else ""
+    return f"{url.scheme}://{url.host}{port}{url.path}"
+
+
 class DataResolver:
-    def __init__(self, inputs_dir: Path, *, max_values: int) -> None:
+    def __init__(
+        self,
+        inputs_dir: Path,
+        *,
+        max_values: int,
+        max_bytes: int,
+        timeout: float,
+    ) -> None:
         self.inputs_dir = inputs_dir
         self.max_values = max_values
-        # A JSON number plus separator rarely needs more than 32 bytes.
-        self.max_bytes = 32 * max_values + 4096
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+        self._client: httpx.AsyncClient | None = None
 
+    # Local files ------------------------------------------------------------
     def path_for(self, reference: str) -> Path:
         """The file a reference names, or DataReferenceError if it is not allowed."""
         if _SCHEME.match(reference) and not re.match(r"^[A-Za-z]:[\\/]", reference):
             scheme = reference.split(":", 1)[0].lower()
-            if scheme in ("http", "https"):
-                raise DataReferenceError(
-                    "remote data references are not supported by this module yet; "
-                    "place the file under DATA_DIR/inputs and pass its relative path"
-                )
-            raise DataReferenceError(f"data reference scheme {scheme!r} is not supported")
+            raise DataReferenceError(
+                f"data reference scheme {scheme!r} is not supported "
+                "(use http, https or a path relative to DATA_DIR/inputs)"
+            )
         if "\\" in reference or "\x00" in reference:
             raise DataReferenceError("data references use '/' separators only")
         relative = PurePosixPath(reference)
@@ -57,31 +84,98 @@ class DataResolver:
             raise DataReferenceError("the data reference leads outside DATA_DIR/inputs")
         return path
 
+    def _too_large(self, label: str, size: str) -> DataReferenceError:
+        return DataReferenceError(
+            f"data reference {label} is too large: {size}; the limit is {self.max_bytes} "
+            f"bytes ({env_name('data_reference_max_bytes')})"
+        )
+
     def _read(self, reference: str) -> list[float]:
         path = self.path_for(reference)
+        label = repr(reference)
         if not path.is_file():
-            raise DataReferenceError(f"data reference {reference!r} not found in DATA_DIR/inputs")
+            raise DataReferenceError(f"data reference {label} not found in DATA_DIR/inputs")
         size = path.stat().st_size
         if size > self.max_bytes:
-            raise DataReferenceError(
-                f"data reference {reference!r} is {size} bytes; the limit is {self.max_bytes}"
-            )
+            raise self._too_large(label, f"{size} bytes")
+        return self._parse(path.read_bytes(), label)
+
+    def _parse(self, content: bytes, label: str) -> list[float]:
         try:
-            content = json.loads(path.read_bytes(), parse_constant=_reject_constant)
+            document = json.loads(content, parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise DataReferenceError(
-                f"data reference {reference!r} is not valid JSON: {exc}"
-            ) from None
-        if isinstance(content, dict) and set(content) == {"values"}:
-            content = content["values"]
+            raise DataReferenceError(f"data reference {label} is not valid JSON: {exc}") from None
+        if isinstance(document, dict) and set(document) == {"values"}:
+            document = document["values"]
         try:
-            return _VALUES.validate_python(content)
+            return _VALUES.validate_python(document)
         except ValidationError:
             raise DataReferenceError(
-                f"data reference {reference!r} must hold a JSON list of finite numbers "
+                f"data reference {label} must hold a JSON list of finite numbers "
                 'or {"values": [...]}'
             ) from None
 
+    # Remote URLs -----------------------------------------------------------
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            # Pooled across requests; created on first use, inside the event loop.
+            self._client = httpx.AsyncClient(
+                timeout=self.timeout,
+                follow_redirects=False,
+                headers={"Accept": "application/json"},
+            )
+        return self._client
+
+    async def _fetch(self, reference: str) -> list[float]:
+        try:
+            url = httpx.URL(reference)
+        except httpx.InvalidURL as exc:
+            raise DataReferenceError(f"data reference is not a valid URL: {exc}") from None
+        if not url.host:
+            raise DataReferenceError("data reference URL has no host")
+        label = _shown(url)
+        chunks: list[bytes] = []
+        try:
+            # The client's timeout bounds each step; this bounds the whole
+            # download, so a server trickling bytes cannot hold a request open.
+            async with (
+                asyncio.timeout(self.timeout),
+                self._http().stream("GET", url) as response,
+            ):
+                if response.status_code != 200:
+                    note = " (redirects are not followed)" if response.is_redirect else ""
+                    raise DataReferenceError(
+                        f"data reference {label} answered HTTP {response.status_code}{note}"
+                    )
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > self.max_bytes:
+                    raise self._too_large(label, f"{declared} bytes announced")
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise self._too_large(label, f"more than {self.max_bytes} bytes sent")
+                    chunks.append(chunk)
+        except (TimeoutError, httpx.TimeoutException):
+            raise DataReferenceError(
+                f"data reference {label} timed out after {self.timeout:g}s "
+                f"({env_name('data_reference_timeout_seconds')})"
+            ) from None
+        except httpx.ConnectError as exc:
+            raise DataReferenceError(f"data reference {label} is unreachable: {exc}") from None
+        except httpx.HTTPError as exc:
+            raise DataReferenceError(
+                f"data reference {label} could not be fetched: {type(exc).__name__}: {exc}"
+            ) from None
+        return self._parse(b"".join(chunks), label)
+
     async def resolve(self, reference: str) -> list[float]:
+        if re.match(r"^https?://", reference, re.IGNORECASE):
+            return await self._fetch(reference)
         # File I/O in a thread: a slow disk must not stall the event loop.
         return await asyncio.to_thread(self._read, reference)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

@@ -47,6 +47,12 @@ class TaskNotFound(ModuleError):
     status_code = 404
 
 
+class TaskConflict(ModuleError):
+    """The task's state does not allow the request (e.g. cancelling a finished task)."""
+
+    status_code = 409
+
+
 class NotImplementedApi(ModuleError):
     """Declared in the manifest but no processor is registered for it yet."""
 
@@ -55,6 +61,12 @@ class NotImplementedApi(ModuleError):
 
 class NotReady(ModuleError):
     """Starting up or draining: the caller should retry elsewhere or later."""
+
+    status_code = 503
+
+
+class PlatformUnavailable(ModuleError):
+    """A platform service (the blux-lite registry) is not configured or cannot answer."""
 
     status_code = 503
 

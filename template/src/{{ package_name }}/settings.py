@@ -108,6 +108,18 @@ class Settings(BaseSettings):
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     blux_lite_url: AnyHttpUrl | None = None
     blux_guard_url: AnyHttpUrl | None = None
+    # Platform calls (blux-lite registry, blux-guard audit service): per-request
+    # timeout, retry back-off (doubling from initial to max, with jitter), and how
+    # long shutdown waits for deregistration and the final audit flush.
+    module_public_url: AnyHttpUrl | None = None
+    platform_timeout_seconds: float = Field(default=5, gt=0)
+    platform_retry_initial_seconds: float = Field(default=0.5, gt=0)
+    platform_retry_max_seconds: float = Field(default=30, gt=0)
+    platform_shutdown_seconds: float = Field(default=2, ge=0)
+    discovery_ttl_seconds: float = Field(default=30, ge=0)
+    # Remote (http/https) and local data_reference inputs.
+    data_reference_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
+    data_reference_timeout_seconds: float = Field(default=10, gt=0)
     # NoDecode: accept "a,b" as well as a JSON list from the environment.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Requests per client address per window; 0 disables. Probes are exempt.
@@ -189,6 +201,16 @@ class Settings(BaseSettings):
     @property
     def audit_file(self) -> Path:
         return self.data_dir / "audit.jsonl"
+
+    @property
+    def task_store_file(self) -> Path:
+        """SQLite database of accepted tasks (what makes them survive a restart)."""
+        return self.data_dir / "tasks.sqlite3"
+
+    @property
+    def audit_cursor_file(self) -> Path:
+        """The last audit record blux-guard confirmed (see forwarding.py)."""
+        return self.data_dir / "audit.forwarded"
 
 
 def env_name(field: str) -> str:

@@ -1,0 +1,283 @@
+"""Forwarding the audit trail to blux-guard, without ever blocking a request.
+
+Contract with the audit service (docs/integration.md):
+  POST {BLUX_GUARD_URL}/v1/audit/records
+  body: one audit record, the exact JSON line written to the local file
+        (so the service can recompute ``hash`` and check ``prev_hash``)
+  2xx: stored; 409: already stored (a duplicate after a retry), treated as stored;
+  anything else, or no answer: retried with exponential back-off and jitter.
+
+The local file ``DATA_DIR/audit.jsonl`` stays the source of truth. ``AuditLog``
+hands each appended line (with its byte offset) to ``offer``, which only puts it
+on a bounded queue; one task awaits that queue and sends records one at a time,
+in file order. After every confirmed record the cursor ``DATA_DIR/audit.forwarded``
+(``{"index", "hash", "offset"}`` of the last confirmed record) is saved, so:
+
+- records not yet confirmed at shutdown (the flush has a short deadline) or lost
+  to a crash are read back from the file and sent at the next start;
+- when the queue overflows (the service is down for long), the dropped entries
+  are read back from the file too: a record whose offset is ahead of the cursor
+  first makes the sender catch up from the file.
+
+A crash between a send and the cursor save re-sends one record: the service's
+409 makes that harmless. Every record therefore arrives at least once, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .audit import GENESIS_HASH
+from .retry import backoff_delays
+
+logger = logging.getLogger(__name__)
+
+RECORDS_PATH = "/v1/audit/records"
+_BATCH_LINES = 500
+_TAIL_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """The last record blux-guard confirmed: 0-based index, its hash, the byte offset after it."""
+
+    index: int = -1
+    hash: str = GENESIS_HASH
+    offset: int = 0
+
+
+def load_cursor(path: Path) -> Cursor | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Cursor(index=int(data["index"]), hash=str(data["hash"]), offset=int(data["offset"]))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logger.warning("audit forwarding cursor %s is unreadable (%s); starting over", path, exc)
+        return None
+
+
+def save_cursor(path: Path, cursor: Cursor) -> None:
+    """Write atomically: a crash leaves the old cursor or the new one, never half of one."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(asdict(cursor)), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _line_hash(line: str) -> str:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        record = None
+    if isinstance(record, dict) and isinstance(record.get("hash"), str):
+        return str(record["hash"])
+    return hashlib.sha256(line.encode("utf-8")).hexdigest()
+
+
+def cursor_matches(path: Path, cursor: Cursor) -> bool:
+    """Does the file still end its confirmed part with the record the cursor names?"""
+    if cursor.offset == 0:
+        return cursor.index == -1 and cursor.hash == GENESIS_HASH
+    if not path.exists() or path.stat().st_size < cursor.offset:
+        return False
+    with path.open("rb") as handle:
+        start = max(0, cursor.offset - _TAIL_BYTES)
+        handle.seek(start)
+        chunk = handle.read(cursor.offset - start)
+    if not chunk.endswith(b"\n"):
+        return False
+    last = chunk[:-1].rsplit(b"\n", 1)[-1]
+    return _line_hash(last.decode("utf-8", errors="replace")) == cursor.hash
+
+
+def read_lines(path: Path, offset: int, limit: int) -> list[tuple[int, str]]:
+    """Up to ``limit`` complete lines from ``offset``, each with its own offset.
+
+    A last line without its newline is still being written: it is left for later.
+    """
+    lines: list[tuple[int, str]] = []
+    if not path.exists():
+        return lines
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        position = offset
+        for raw in handle:
+            if not raw.endswith(b"\n") or len(lines) >= limit:
+                break
+            lines.append((position, raw.decode("utf-8", errors="replace")))
+            position += len(raw)
+    return lines
+
+
+class AuditForwarder:
+    def __init__(
+        self,
+        base_url: str,
+        audit_path: Path,
+        cursor_path: Path,
+        *,
+        timeout: float,
+        retry_initial: float,
+        retry_max: float,
+        queue_size: int = 10_000,
+    ) -> None:
+        self.url = base_url.rstrip("/") + RECORDS_PATH
+        self.audit_path = audit_path
+        self.cursor_path = cursor_path
+        self.timeout = timeout
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.cursor = Cursor()
+        self.forwarded = 0  # confirmed by the service since start
+        self.dropped = 0  # queue overflows (caught up from the file later)
+        self._queue: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue(queue_size)
+        self._accepting = False
+        self._client: httpx.AsyncClient | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    async def start(self) -> None:
+        cursor = await asyncio.to_thread(load_cursor, self.cursor_path)
+        if cursor is not None and not await asyncio.to_thread(
+            cursor_matches, self.audit_path, cursor
+        ):
+            logger.warning(
+                "audit forwarding cursor %s does not match %s (file replaced or cut); "
+                "forwarding the whole file again (blux-guard answers 409 for records it has)",
+                self.cursor_path,
+                self.audit_path,
+            )
+            cursor = None
+        self.cursor = cursor or Cursor()
+        self._client = httpx.AsyncClient(timeout=self.timeout)
+        self._accepting = True
+        self._task = asyncio.create_task(self._run(), name="audit-forwarder")
+        logger.info("forwarding audit records to %s", self.url)
+
+    def offer(self, offset: int, line: str) -> None:
+        """Called by AuditLog for each appended line; never blocks or raises."""
+        if not self._accepting:
+            return
+        try:
+            self._queue.put_nowait((offset, line))
+        except asyncio.QueueFull:
+            if self.dropped == 0:
+                logger.warning(
+                    "audit forwarding queue full (blux-guard slow or down); "
+                    "the records stay in %s and are sent from there later",
+                    self.audit_path,
+                )
+            self.dropped += 1
+
+    async def _run(self) -> None:
+        try:
+            await self._catch_up(None)  # the backlog from earlier runs
+            while True:
+                item = await self._queue.get()
+                if item is None:  # stop(): send whatever the file still holds
+                    await self._catch_up(None)
+                    return
+                offset, line = item
+                if offset > self.cursor.offset:  # entries were dropped: read them back
+                    await self._catch_up(offset)
+                if offset == self.cursor.offset:
+                    await self._send(offset, line)
+                # offset < cursor: already sent while catching up from the file.
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The file is the source of truth: the next start resumes from the cursor.
+            logger.exception("audit forwarding stopped; unsent records are retried at next start")
+
+    async def _catch_up(self, until: int | None) -> None:
+        while until is None or self.cursor.offset < until:
+            lines = await asyncio.to_thread(
+                read_lines, self.audit_path, self.cursor.offset, _BATCH_LINES
+            )
+            if not lines:
+                return
+            for offset, line in lines:
+                if until is not None and offset >= until:
+                    return
+                await self._send(offset, line)
+
+    async def _send(self, offset: int, line: str) -> None:
+        assert self._client is not None  # noqa: S101 - start() sets it
+        body = line.rstrip("\n").encode("utf-8")
+        delays = backoff_delays(self.retry_initial, self.retry_max)
+        failures = 0
+        while True:
+            try:
+                response = await self._client.post(
+                    self.url, content=body, headers={"Content-Type": "application/json"}
+                )
+                if response.is_success or response.status_code == 409:
+                    break
+                problem = f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            failures += 1
+            delay = next(delays)
+            log = logger.warning if failures == 1 or failures % 10 == 0 else logger.debug
+            log(
+                "audit record %d not forwarded to %s (%s, attempt %d); retrying in %.2fs",
+                self.cursor.index + 1,
+                self.url,
+                problem,
+                failures,
+                delay,
+            )
+            await asyncio.sleep(delay)
+        self.cursor = Cursor(
+            index=self.cursor.index + 1,
+            hash=_line_hash(line.rstrip("\n")),
+            offset=offset + len(line.encode("utf-8")),
+        )
+        await asyncio.to_thread(save_cursor, self.cursor_path, self.cursor)
+        self.forwarded += 1
+
+    async def stop(self, deadline: float) -> None:
+        """Flush for at most ``deadline`` seconds; what is left goes at next start."""
+        self._accepting = False
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                async with asyncio.timeout(deadline):
+                    await self._queue.put(None)
+                    await task
+            except TimeoutError:
+                logger.warning(
+                    "audit forwarding: records after #%d not confirmed by %s within %.1fs; "
+                    "they are sent at next start",
+                    self.cursor.index,
+                    self.url,
+                    deadline,
+                )
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "forwarded": self.forwarded,
+            "last_forwarded_index": self.cursor.index,
+            "queued": self.pending,
+        }
