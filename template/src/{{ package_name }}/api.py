@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -31,6 +31,7 @@ from .models import (
     Health,
     Problem,
     TaskAccepted,
+    TaskPage,
     TaskView,
     TransformRequest,
 )
@@ -184,10 +185,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Queue a transformation (404 when the manifest does not declare /v1/transform)."""
         return _accepted(await core.submit_transform(body, actor), response)
 
+    @app.get("/v1/tasks", response_model=TaskPage, tags=["tasks"])
+    async def list_tasks(
+        core: CoreDep,
+        actor: ActorDep,
+        status: Annotated[TaskStatus | None, Query(description="Only tasks in this state")] = None,
+        limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 20,
+        cursor: Annotated[
+            str | None, Query(max_length=100, description="next_cursor of the previous page")
+        ] = None,
+    ) -> dict[str, Any]:
+        """The caller's tasks, newest first, a page at a time."""
+        page = await core.list_tasks(actor, status=status, limit=limit, cursor=cursor)
+        return {
+            "tasks": [record.to_dict() for record in page.records],
+            "next_cursor": page.next_cursor,
+        }
+
     @app.get("/v1/tasks/{task_id}", response_model=TaskView, tags=["tasks"])
     async def get_task(task_id: UUID, core: CoreDep, actor: ActorDep) -> dict[str, Any]:
         """The task's true status, and its result or error once finished."""
-        return core.get_task(task_id, actor).to_dict()
+        return (await core.get_task(task_id, actor)).to_dict()
+
+    @app.post(
+        "/v1/tasks/{task_id}/cancel",
+        response_model=TaskView,
+        tags=["tasks"],
+        responses={409: {"model": Problem}},
+    )
+    async def cancel_task(task_id: UUID, core: CoreDep, actor: ActorDep) -> dict[str, Any]:
+        """Cancel a queued or running task (409 once it has finished)."""
+        return (await core.cancel_task(task_id, actor)).to_dict()
 
     @app.post("/v1/events", status_code=202, response_model=EventAccepted, tags=["events"])
     async def consume_event(

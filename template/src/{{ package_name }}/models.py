@@ -86,6 +86,13 @@ class TaskView(BaseModel):
     error: str | None
 
 
+class TaskPage(BaseModel):
+    tasks: list[TaskView]
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next (older) page; null on the last page"
+    )
+
+
 class EventAccepted(BaseModel):
     type: str
     status: Literal["acknowledged", "task_submitted"]

@@ -1,31 +1,46 @@
-"""Tracked tasks: an in-memory store and a bounded, event-driven runner.
+"""Tracked tasks: durable records and a bounded, event-driven runner.
 
-Each submitted task becomes one ``asyncio`` task that waits on a semaphore, so at
-most ``max_concurrent`` run at once and the rest wait without polling: an idle
-module uses no CPU. Finished records are kept for ``retention_seconds`` and
-pruned when the store is next used (no clean-up loop either). Records live in
-memory only: a restart forgets them, which callers learn from a 404.
+A task is an operation name plus the validated input its processor needs. It
+is written to the task store (store.py, SQLite) as ``queued`` before
+``submit`` returns, so the caller's 202 always names a task that survives a
+restart. Each task then waits for one of ``max_concurrent`` slots as an
+``asyncio`` task (no polling: an idle module uses no CPU) and runs its
+processor in a worker thread, under TASK_TIMEOUT_SECONDS.
+
+Processors are pure functions of their input. That is what makes redelivery
+safe: a task interrupted by a crash, or still running when a graceful shutdown
+ran out of time, is simply run again from the start on the next start-up.
+
+States: queued -> running -> succeeded | failed, and queued | running ->
+cancelled (by a caller). At shutdown a running task past the grace period goes
+back to queued instead, and queued tasks stay queued.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
-from .errors import NotReady, QueueFullError
+from .errors import NotReady, QueueFullError, TaskConflict, TaskNotFound
+
+if TYPE_CHECKING:
+    from .store import Page, TaskStore
 
 logger = logging.getLogger(__name__)
 
-Work = Callable[[], Awaitable[dict[str, Any]]]
+Runner = Callable[[dict[str, Any]], dict[str, Any]]
 Listener = Callable[["TaskRecord"], Awaitable[None]]
+
+# A task found ``running`` at start-up was interrupted by a crash. One that
+# keeps taking the process down (out of memory, say) must not do so forever.
+MAX_RECOVERIES = 3
 
 
 class TaskStatus(StrEnum):
@@ -73,95 +88,168 @@ class TaskRecord:
         }
 
 
+@dataclass(eq=False)
+class _Live:
+    """A task this process is responsible for: queued here or running."""
+
+    record: TaskRecord
+    payload: dict[str, Any]
+    task: asyncio.Task[None] | None = None
+    requeue: bool = False  # set at shutdown: back to queued, not cancelled
+
+
 class TaskManager:
     def __init__(
         self,
+        store: TaskStore,
+        runners: Mapping[str, Runner],
         *,
         max_concurrent: int,
         max_queued: int,
         timeout_seconds: float,
-        retention_seconds: float,
         on_change: Listener | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._semaphore = asyncio.Semaphore(max_concurrent)
+        self._store = store
+        # operation -> processor; more may be registered before they are submitted.
+        self.runners: dict[str, Runner] = dict(runners)
+        self._slots = asyncio.Semaphore(max_concurrent)
+        # As many threads as slots: CPU work can never outnumber the bound.
+        self._pool = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="task")
         self._max_queued = max_queued
         self._timeout = timeout_seconds
-        self._retention = retention_seconds
         self._on_change = on_change
-        self._clock = clock
-        self._records: dict[UUID, TaskRecord] = {}
-        self._finished: deque[tuple[float, UUID]] = deque()  # finish order = expiry order
-        # Strong refs by task id: the event loop itself keeps only weak ones.
-        self._tasks: dict[UUID, asyncio.Task[None]] = {}
-        self._counts = dict.fromkeys(TaskStatus, 0)
+        self._live: dict[UUID, _Live] = {}
         self._accepting = True
-        self._cancel_reason = "cancelled"
+        self._deadline: float | None = None  # loop time when the shutdown grace ends
+        self._grace = 0.0
 
     # Counters ---------------------------------------------------------------
+    def _count(self, status: TaskStatus) -> int:
+        return sum(1 for live in self._live.values() if live.record.status is status)
+
     @property
     def queued(self) -> int:
-        return self._counts[TaskStatus.QUEUED]
+        return self._count(TaskStatus.QUEUED)
 
     @property
     def active(self) -> int:
-        return self._counts[TaskStatus.RUNNING]
+        return self._count(TaskStatus.RUNNING)
 
     @property
     def accepting(self) -> bool:
         return self._accepting
 
-    # Store ------------------------------------------------------------------
-    def _prune(self) -> None:
-        cutoff = self._clock() - self._retention
-        while self._finished and self._finished[0][0] <= cutoff:
-            _, task_id = self._finished.popleft()
-            self._records.pop(task_id, None)
+    # Start-up ---------------------------------------------------------------
+    async def start(self) -> int:
+        """Resume the tasks a previous run left unfinished; returns how many."""
+        resumed = 0
+        for found in await self._store.recover():
+            record, payload = found.record, found.payload
+            problem = None
+            if record.operation not in self.runners:
+                problem = f"operation {record.operation!r} is no longer provided by this module"
+            elif payload is None:
+                problem = "its input was not stored, so it cannot run again"
+            elif found.recoveries > MAX_RECOVERIES:
+                problem = f"abandoned: the module stopped while running it {found.recoveries} times"
+            if problem is not None or payload is None:
+                record.error = problem
+                await self._settle(record, TaskStatus.FAILED)
+                continue
+            # Processors are pure: running an interrupted task again from its
+            # stored input gives the same result it would have given.
+            self._launch(_Live(record, payload))
+            resumed += 1
+        if resumed:
+            logger.info("resumed %d unfinished task(s) from %s", resumed, self._store.path)
+        return resumed
 
-    def get(self, task_id: UUID) -> TaskRecord | None:
-        self._prune()
-        return self._records.get(task_id)
-
-    def __len__(self) -> int:
-        return len(self._records)
-
-    # Running ----------------------------------------------------------------
-    def submit(self, operation: str, work: Work, *, owner: str | None = None) -> TaskRecord:
-        """Record a task and start it; it runs when a concurrency slot frees up."""
+    # Submitting -------------------------------------------------------------
+    async def submit(
+        self, operation: str, payload: dict[str, Any], *, owner: str | None = None
+    ) -> TaskRecord:
+        """Persist a task as queued, then schedule it; it runs when a slot frees up."""
         if not self._accepting:
-            raise NotReady("the module is shutting down and accepts no new tasks")
-        self._prune()
-        in_flight = self.queued + self.active
+            raise NotReady("the module is shutting down and accepts no new tasks; retry later")
+        if operation not in self.runners:
+            raise ValueError(f"no runner for operation {operation!r}")
+        in_flight = len(self._live)
         if in_flight >= self._max_queued:
             raise QueueFullError(
                 f"{in_flight} tasks are queued or running (limit MAX_QUEUED_TASKS="
                 f"{self._max_queued}); retry later",
                 retry_after=1,
             )
-        record = TaskRecord(operation=operation, owner=owner)
-        self._records[record.id] = record
-        self._counts[TaskStatus.QUEUED] += 1
-        task = asyncio.create_task(self._run(record, work), name=f"task-{record.id}")
-        self._tasks[record.id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(record.id, None))
-        return record
+        live = _Live(TaskRecord(operation=operation, owner=owner), payload)
+        self._live[live.record.id] = live  # counts against the bound while it is written
+        try:
+            await self._store.insert(live.record, payload)
+        except BaseException:
+            del self._live[live.record.id]
+            raise
+        self._launch(live)
+        return live.record
 
-    async def wait(self, record: TaskRecord) -> TaskRecord:
-        """Until the task has finished (without cancelling it if the waiter is cancelled)."""
-        task = self._tasks.get(record.id)
-        if task is not None:
-            await asyncio.wait({task})
-        return record
+    def _launch(self, live: _Live) -> None:
+        self._live[live.record.id] = live
+        live.task = asyncio.create_task(self._run(live), name=f"task-{live.record.id}")
 
-    def _move(self, record: TaskRecord, status: TaskStatus) -> None:
-        self._counts[record.status] -= 1
-        self._counts[status] += 1
+    # Reading ----------------------------------------------------------------
+    async def get(self, task_id: UUID) -> TaskRecord | None:
+        live = self._live.get(task_id)
+        if live is not None:
+            return live.record  # at least as fresh as its stored row
+        return await self._store.get(task_id)
+
+    async def page(
+        self,
+        *,
+        owner: str | None,
+        status: TaskStatus | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> Page:
+        page = await self._store.page(owner=owner, status=status, limit=limit, cursor=cursor)
+        for index, record in enumerate(page.records):
+            live = self._live.get(record.id)
+            if live is not None:
+                page.records[index] = live.record
+        return page
+
+    async def wait(self, task_id: UUID) -> TaskRecord | None:
+        """Until this process is done with the task (without cancelling it if the waiter is)."""
+        live = self._live.get(task_id)
+        if live is not None and live.task is not None:
+            await asyncio.wait({live.task})
+        return await self.get(task_id)
+
+    # Transitions ------------------------------------------------------------
+    async def _settle(self, record: TaskRecord, status: TaskStatus) -> None:
+        """Move to ``status``, store it, tell the listener.
+
+        The in-memory change happens before the first await, so anything the
+        event loop runs next already sees it.
+        """
         record.status = status
         if status is TaskStatus.RUNNING:
             record.started_at = utc_now()
-        elif status.finished:
+        elif status is TaskStatus.QUEUED:
+            record.started_at = None
+        else:
             record.finished_at = utc_now()
-            self._finished.append((self._clock(), record.id))
+        try:
+            try:
+                await self._store.update(record)
+            except (ValueError, TypeError) as exc:  # a result JSON cannot hold
+                record.status, record.result = TaskStatus.FAILED, None
+                record.error = f"the result cannot be stored as JSON: {exc}"
+                await self._store.update(record)
+        except NotReady:
+            # The row keeps its previous status; at worst the task runs again
+            # after a restart, which is safe for pure processors.
+            logger.exception("could not store task %s as %s", record.id, status)
+        if status is not TaskStatus.QUEUED:
+            await self._notify(record)
 
     async def _notify(self, record: TaskRecord) -> None:
         if self._on_change is None:
@@ -172,47 +260,111 @@ class TaskManager:
             # A failing listener (audit disk full, say) must not corrupt task state.
             logger.exception("task listener failed for %s (%s)", record.id, record.status)
 
-    async def _run(self, record: TaskRecord, work: Work) -> None:
+    # Running ----------------------------------------------------------------
+    async def _run(self, live: _Live) -> None:
+        record = live.record
         try:
-            async with self._semaphore:
-                self._move(record, TaskStatus.RUNNING)
-                await self._notify(record)
-                deadline = asyncio.timeout(self._timeout)
-                try:
-                    async with deadline:
-                        result = await work()
-                except Exception as exc:
-                    if isinstance(exc, TimeoutError) and deadline.expired():
-                        # CPU work in a worker thread cannot be interrupted: the
-                        # thread finishes on its own and its result is dropped.
-                        # Inputs are bounded (MAX_VALUES), so the overrun is short.
-                        record.error = f"timed out after {self._timeout:g} s (TASK_TIMEOUT_SECONDS)"
-                    else:
-                        record.error = f"{type(exc).__name__}: {exc}"
-                    self._move(record, TaskStatus.FAILED)
-                else:
+            async with self._slots:
+                if not self._accepting or record.status.finished:
+                    return  # draining: it stays queued, stored, for the next start
+                await self._settle(record, TaskStatus.RUNNING)
+                result, error = await self._execute(live)
+                if record.status.finished:
+                    return  # cancelled by a caller meanwhile
+                if error is None:
                     record.result = result
-                    self._move(record, TaskStatus.SUCCEEDED)
+                    await self._settle(record, TaskStatus.SUCCEEDED)
+                else:
+                    record.error = error
+                    await self._settle(record, TaskStatus.FAILED)
         except asyncio.CancelledError:
-            if not record.status.finished:
-                record.error = self._cancel_reason
-                self._move(record, TaskStatus.CANCELLED)
-                await self._notify(record)
+            if live.requeue:
+                if record.status is TaskStatus.RUNNING:
+                    await self._settle(record, TaskStatus.QUEUED)
+            elif not record.status.finished:
+                record.error = "cancelled"
+                await self._settle(record, TaskStatus.CANCELLED)
             raise
-        await self._notify(record)
+        finally:
+            self._live.pop(record.id, None)
+
+    async def _execute(self, live: _Live) -> tuple[dict[str, Any] | None, str | None]:
+        """Run the processor in a worker thread: (result, None) or (None, reason)."""
+        runner = self.runners[live.record.operation]
+        work = asyncio.wrap_future(self._pool.submit(runner, live.payload))
+        deadline = asyncio.timeout(self._timeout)
+        try:
+            async with deadline:
+                # shield: cancelling this task must not detach us from the thread.
+                return await asyncio.shield(work), None
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            return None, f"timed out after {self._timeout:g} s (TASK_TIMEOUT_SECONDS)"
+        except Exception as exc:
+            return None, f"{type(exc).__name__}: {exc}"
+        finally:
+            if not work.done() and not live.requeue:
+                # A thread cannot be interrupted. After a timeout or a cancel the
+                # slot stays taken until the thread returns (its result is
+                # dropped), so running work never exceeds max_concurrent_tasks.
+                # Inputs are bounded (MAX_VALUES), so the overrun is short.
+                await asyncio.wait({work})
+
+    async def cancel(self, task_id: UUID, reason: str = "cancelled") -> TaskRecord:
+        """Cancel a queued or running task; 409 once finished, 404 when unknown."""
+        live = self._live.get(task_id)
+        record = live.record if live is not None else await self._store.get(task_id)
+        if record is None:
+            raise TaskNotFound(f"task {task_id} not found")
+        if record.status.finished:
+            raise TaskConflict(
+                f"task {task_id} already {record.status.value}: "
+                "only queued or running tasks can be cancelled"
+            )
+        record.error = reason
+        if live is not None and live.task is not None:
+            live.task.cancel()
+        await self._settle(record, TaskStatus.CANCELLED)
+        return record
+
+    # Shutdown ---------------------------------------------------------------
+    def stop_accepting(self, grace_seconds: float) -> None:
+        """Refuse new tasks and start no queued ones; the grace period starts now."""
+        self._accepting = False
+        if self._deadline is None:
+            self._grace = grace_seconds
+            self._deadline = asyncio.get_running_loop().time() + grace_seconds
+
+    async def drain(self, grace_seconds: float) -> bool:
+        """Stop accepting and wait (until the grace ends) for running tasks; True if all ended."""
+        self.stop_accepting(grace_seconds)
+        assert self._deadline is not None  # noqa: S101 - set just above
+        pending = {live.task for live in self._live.values() if live.task is not None}
+        remaining = self._deadline - asyncio.get_running_loop().time()
+        if pending and remaining > 0:
+            _, pending = await asyncio.wait(pending, timeout=remaining)
+        return not pending
 
     async def shutdown(self, grace_seconds: float) -> None:
-        """Stop accepting, let in-flight tasks finish for the grace period, cancel the rest."""
-        self._accepting = False
-        pending = set(self._tasks.values())
-        if pending and grace_seconds > 0:
-            _, pending = await asyncio.wait(pending, timeout=grace_seconds)
-        if not pending:
-            return
-        self._cancel_reason = (
-            f"cancelled: the module shut down before the task finished "
-            f"(SHUTDOWN_GRACE_SECONDS={grace_seconds:g})"
-        )
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        """Drain; tasks still running after the grace go back to queued for the next start."""
+        if not await self.drain(grace_seconds):
+            leftovers = [live for live in self._live.values() if live.task is not None]
+            running = sum(1 for live in leftovers if live.record.status is TaskStatus.RUNNING)
+            if running:
+                logger.warning(
+                    "%d task(s) still running after the %g s grace (SHUTDOWN_GRACE_SECONDS): "
+                    "stored as queued, they run again on the next start",
+                    running,
+                    self._grace,
+                )
+            tasks = []
+            for live in leftovers:
+                live.requeue = True
+                if live.task is not None:
+                    live.task.cancel()
+                    tasks.append(live.task)
+            await asyncio.gather(*tasks, return_exceptions=True)
+        # Threads still computing a dropped result are not waited for here; the
+        # interpreter joins them at exit (bounded by MAX_VALUES).
+        self._pool.shutdown(wait=False, cancel_futures=True)
