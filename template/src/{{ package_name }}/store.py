@@ -142,8 +142,11 @@ class TaskStore:
 
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
-        # Submitted synchronously: writes reach the thread in call order.
-        future = loop.run_in_executor(self._thread, function, *args)
+        try:
+            # Submitted synchronously: writes reach the thread in call order.
+            future = loop.run_in_executor(self._thread, function, *args)
+        except RuntimeError as exc:  # the thread is shut down: the store was closed
+            raise StoreUnavailable(f"the task store {self.path} is closed") from exc
         try:
             return await future
         except sqlite3.Error as exc:
