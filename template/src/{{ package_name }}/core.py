@@ -123,6 +123,7 @@ class ModuleCore:
         )
         # blux-lite registration/discovery and blux-guard forwarding, when configured.
         self.platform = PlatformIntegration(settings, self.manifest, self.enforcer, self.audit)
+        self._leaving: asyncio.Task[None] | None = None
         # Processors by API path. A path the manifest declares but that is not
         # registered here is answered 501 (see require_api).
         self.processors: dict[str, Processor] = {
@@ -185,15 +186,22 @@ class ModuleCore:
     async def drain(self) -> bool:
         """Begin draining and wait, up to SHUTDOWN_GRACE_SECONDS, for running tasks."""
         self.begin_drain()
+        self.leave_platform()
         return await self.tasks.drain(self.settings.shutdown_grace_seconds)
+
+    def leave_platform(self) -> asyncio.Task[None]:
+        """Deregister from blux-lite in the background, once: at the start of the drain,
+        so no new work is routed here while tasks finish (at most PLATFORM_SHUTDOWN_SECONDS).
+        """
+        if self._leaving is None:
+            self._leaving = asyncio.create_task(self.platform.leave())
+        return self._leaving
 
     async def shutdown(self) -> None:
         if self.status is ModuleStatus.STOPPED:
             return
         self.begin_drain()
-        # Leave the registry while tasks drain, so no new work is routed here;
-        # each platform step waits at most PLATFORM_SHUTDOWN_SECONDS.
-        leaving = asyncio.create_task(self.platform.leave())
+        leaving = self.leave_platform()
         # Same grace as drain(): the period started at the first of the two.
         await self.tasks.shutdown(self.settings.shutdown_grace_seconds)
         await self.store.close()
