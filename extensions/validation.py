@@ -289,6 +289,8 @@ def _answers(ctx: Context) -> dict[str, Any]:
 def preflight(ctx: Context) -> bool:
     data = _conf(ctx, "data") or {}
     for name, raw in data.items():
+        if name.startswith("_"):
+            continue  # Copier's own metadata (_commit, _src_path) travels as data on update
         if name not in questions():
             raise UserMessageError(
                 f"Unknown answer '{name}': this template has no such question "

@@ -10,6 +10,7 @@
 #
 # Extra arguments go to `copier update`. Needs copier and
 # copier-template-extensions (pip install copier copier-template-extensions).
+# (Copied verbatim, not rendered: bash's ${#array[@]} would open a Jinja comment.)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -1,0 +1,184 @@
+"""Upgrades: projects generated from the previous release take `copier update` to this one.
+
+For each answer set: generate from the previous release (tests/releases.yml),
+commit, make user edits in code, docs and settings, update to the current
+template, and check that the edits survive, the answers are kept, every
+conflict is reported, and the project's own tests still pass.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import copier
+import pytest
+import yaml
+from conftest import ANSWER_SETS, REPO, ModuleEnv, by_set, harness_lock
+
+RELEASES = yaml.safe_load((REPO / "tests" / "releases.yml").read_text("utf-8"))
+PREVIOUS = f"v{RELEASES['previous']['version']}"
+CURRENT = "v999.0.0"  # above any real release, so Copier's "latest" is this one
+GIT = ["git", "-c", "user.name=modforge tests", "-c", "user.email=tests@modforge.invalid", "-c", "commit.gpgsign=false"]
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run([*GIT, *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture(scope="session")
+def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clone tagged with the previous release and the working tree as the current one."""
+    clone = tmp_path_factory.mktemp("template") / "modforge"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    # The working tree, uncommitted changes included, is what "current" means here.
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout.split("\0")
+    for rel in filter(None, files):
+        src, dst = REPO / rel, clone / rel
+        if src.is_file():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    for rel in git(clone, "ls-files", "-z").split("\0"):
+        if rel and not (REPO / rel).exists():
+            (clone / rel).unlink()
+    git(clone, "add", "-A")
+    git(clone, "commit", "-q", "--allow-empty", "-m", "current working tree")
+    git(clone, "tag", PREVIOUS, RELEASES["previous"]["commit"])
+    git(clone, "tag", CURRENT)
+    return clone
+
+
+def generate(template: Path, dst: Path, answers: dict[str, Any], ref: str) -> None:
+    copier.run_copy(str(template), str(dst), data=answers, defaults=True, unsafe=True, vcs_ref=ref, quiet=True)
+    git(dst, "init", "-q")
+    git(dst, "add", "-A")
+    git(dst, "commit", "-q", "-m", f"generated from {ref}")
+
+
+def update_script(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the project's scripts/update.sh with this harness's copier on PATH."""
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return subprocess.run(
+        ["scripts/update.sh", *args], cwd=project, env=env, capture_output=True, text=True, check=False, timeout=300
+    )
+
+
+def conflicts(project: Path) -> set[str]:
+    """What scripts/update.sh reports, found independently: markers and .rej files."""
+    found = set()
+    for path in project.rglob("*"):
+        if ".git" in path.parts or not path.is_file():
+            continue
+        if path.suffix == ".rej":
+            found.add(str(path.relative_to(project)))
+            continue
+        lines = path.read_text("utf-8", errors="replace").splitlines()
+        if any(line.startswith(("<<<<<<< ", ">>>>>>> ")) or line in {"<<<<<<<", ">>>>>>>"} for line in lines):
+            found.add(str(path.relative_to(project)))
+    return found
+
+
+USER_CODE = '\n\ndef user_helper() -> str:\n    """Added by the module\'s developers."""\n    return "kept"\n'
+USER_DOC = "\n## Our team notes\n\nKept across template updates.\n"
+USER_SETTING = "\n# Our deployment overrides\nUSER_SETTING_KEPT=1\n"
+
+
+@pytest.mark.parametrize("name", by_set())
+def test_update_from_previous_release(template_repo: Path, tmp_path: Path, module_env: ModuleEnv, name: str) -> None:
+    answers = ANSWER_SETS[name]
+    project = tmp_path / "project"
+    generate(template_repo, project, answers, PREVIOUS)
+    stored_before = yaml.safe_load((project / ".copier-answers.yml").read_text("utf-8"))
+    package = stored_before["package_name"]
+
+    # User edits: a new module, a change inside a generated one, docs and settings.
+    (project / "src" / package / "custom.py").write_text('"""Our own code."""\n\nVALUE = 42\n', "utf-8")
+    with (project / "src" / package / "analysis.py").open("a", encoding="utf-8") as handle:
+        handle.write(USER_CODE)
+    with (project / "README.md").open("a", encoding="utf-8") as handle:
+        handle.write(USER_DOC)
+    with (project / ".env.example").open("a", encoding="utf-8") as handle:
+        handle.write(USER_SETTING)
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "our edits")
+
+    copier.run_update(str(project), defaults=True, overwrite=True, unsafe=True, vcs_ref=CURRENT, quiet=True)
+
+    stored = yaml.safe_load((project / ".copier-answers.yml").read_text("utf-8"))
+    assert stored["_commit"] == CURRENT
+    assert {k: v for k, v in stored.items() if not k.startswith("_")} == {
+        k: v for k, v in stored_before.items() if not k.startswith("_")
+    }
+    assert (project / "src" / package / "custom.py").read_text("utf-8").endswith("VALUE = 42\n")
+    assert USER_CODE in (project / "src" / package / "analysis.py").read_text("utf-8")
+    assert USER_DOC.strip() in (project / "README.md").read_text("utf-8")
+    assert "USER_SETTING_KEPT=1" in (project / ".env.example").read_text("utf-8")
+
+    found = conflicts(project)
+    assert not {f for f in found if f.endswith(".py")}, f"conflicts in code: {found}"
+    # The update command the project now has reports exactly these conflicts
+    # (committed as they are: the script wants a clean tree; the update is a no-op).
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "update")
+    proc = update_script(project, "--defaults", "--vcs-ref", CURRENT)
+    reported = {line.strip().removesuffix(" (inline conflict markers)") for line in proc.stderr.splitlines()[1:]}
+    assert proc.returncode == (1 if found else 0), proc.stdout + proc.stderr
+    assert reported == found
+
+    with harness_lock():
+        install = module_env.run(
+            "python", "-m", "pip", "install", "-q", "--disable-pip-version-check",
+            "--no-deps", "--no-build-isolation", "-e", ".", cwd=project,
+        )  # fmt: skip
+    assert install.returncode == 0, install.stderr
+    proc = module_env.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=project)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def test_update_script_reports_conflicts(template_repo: Path, tmp_path: Path) -> None:
+    """Copier exits 0 with conflicts; scripts/update.sh lists them and exits 1."""
+    newer = tmp_path / "template"
+    subprocess.run(["git", "clone", "-q", str(template_repo), str(newer)], check=True)
+    git(newer, "checkout", "-q", CURRENT)
+    git(newer, "checkout", "-q", "-b", "next")
+    project = tmp_path / "project"
+    generate(newer, project, {}, CURRENT)
+
+    readme = newer / "template" / "README.md.jinja"
+    first_line = readme.read_text("utf-8").splitlines()[0]
+    readme.write_text(readme.read_text("utf-8").replace(first_line, first_line + " (template change)", 1), "utf-8")
+    git(newer, "commit", "-qam", "next release changes the README title")
+    git(newer, "tag", "v1000.0.0")
+
+    text = (project / "README.md").read_text("utf-8")
+    title = text.splitlines()[0]
+    (project / "README.md").write_text(text.replace(title, title + " (our change)", 1), "utf-8")
+    git(project, "commit", "-qam", "our README title")
+
+    proc = update_script(project, "--defaults", "--vcs-ref", "v1000.0.0")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "README.md (inline conflict markers)" in proc.stderr
+    assert conflicts(project) == {"README.md"}
+
+    # Resolved and committed: the next run has nothing to report.
+    (project / "README.md").write_text(text.replace(title, title + " (resolved)", 1), "utf-8")
+    git(project, "commit", "-qam", "resolve")
+    proc = update_script(project, "--defaults", "--vcs-ref", "v1000.0.0")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no conflicts" in proc.stdout
+
+
+def test_update_script_refuses_a_dirty_tree(template_repo: Path, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    generate(template_repo, project, {}, CURRENT)
+    (project / "README.md").write_text("changed\n", "utf-8")
+    proc = update_script(project)
+    assert proc.returncode == 2
+    assert "uncommitted changes" in proc.stderr
