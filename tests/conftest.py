@@ -1,22 +1,28 @@
 """Harness fixtures: render modules in-process, install them into one shared env.
 
 Generated projects depend on the same libraries whatever the answers, so the
-harness builds a single virtual environment once per run (reused across runs
-while the generated dependency list is unchanged) and installs each rendered
-project into it with ``--no-deps``. Rendering goes through pytest-copie, which
-calls Copier in-process.
+harness builds a single virtual environment (reused across runs while the
+generated dependency list is unchanged) and installs each rendered project into
+it with ``--no-deps``. Rendering goes through pytest-copie, which calls Copier
+in-process. Runs are parallel (pytest-xdist, one answer set per worker group);
+a file lock serialises what must not run twice at once (building the env, pip).
+At the end a table names each answer set and the outcome of each check.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tomllib
 import venv
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +32,30 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-ANSWER_SETS: dict[str, dict[str, Any]] = yaml.safe_load((REPO / "tests" / "answer_sets.yml").read_text("utf-8"))
 CACHE = REPO / ".cache"
+HAND_SETS: dict[str, dict[str, Any]] = yaml.safe_load((REPO / "tests" / "answer_sets.yml").read_text("utf-8"))
+MATRIX_SETS: dict[str, dict[str, Any]] = yaml.safe_load((REPO / "tests" / "matrix.yml").read_text("utf-8"))
+ANSWER_SETS: dict[str, dict[str, Any]] = {**HAND_SETS, **MATRIX_SETS}
+
+
+def by_set(names: list[str] | None = None) -> list[Any]:
+    """Parametrize over answer sets, each pinned to one xdist worker group.
+
+    A set is rendered and installed once per worker, so keeping its checks on
+    one worker (``--dist loadgroup``) does that work once per run.
+    """
+    return [pytest.param(n, id=n, marks=pytest.mark.xdist_group(n)) for n in (names or sorted(ANSWER_SETS))]
+
+
+@contextlib.contextmanager
+def harness_lock() -> Iterator[None]:
+    CACHE.mkdir(exist_ok=True)
+    with (CACHE / "harness.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
@@ -44,6 +72,8 @@ class ModuleEnv:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "PYTEST_"))}
         env["PATH"] = f"{self.bin}{os.pathsep}{env.get('PATH', '')}"
         env["VIRTUAL_ENV"] = str(self.root)
+        # One mypy cache for every project: third-party packages are analysed once per run.
+        env["MYPY_CACHE_DIR"] = str(CACHE / "mypy")
         return env
 
     def run(self, *args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -62,20 +92,18 @@ def module_env(copie_session: Any) -> ModuleEnv:
     """A venv holding every dependency of a generated project (not the projects)."""
     probe = copie_session.copy()
     assert probe.exit_code == 0, probe.exception
-    requirements = project_requirements(probe.project_dir)
     # Build tools too, so editable installs need no isolated build env per project.
-    requirements += ["hatchling", "editables"]
+    requirements = [*project_requirements(probe.project_dir), "hatchling", "editables"]
     key = hashlib.sha256(json.dumps([sys.version, requirements]).encode()).hexdigest()[:16]
     root = CACHE / f"module-env-{key}"
     marker = root / ".complete"
-    if not marker.exists():
-        shutil.rmtree(root, ignore_errors=True)
-        venv.EnvBuilder(with_pip=True, clear=True).create(root)
-        subprocess.run(
-            [str(root / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", *requirements],
-            check=True,
-        )
-        marker.write_text("\n".join(requirements))
+    with harness_lock():
+        if not marker.exists():
+            shutil.rmtree(root, ignore_errors=True)
+            venv.EnvBuilder(with_pip=True, clear=True).create(root)
+            pip = [str(root / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+            subprocess.run([*pip, *requirements], check=True)
+            marker.write_text("\n".join(requirements))
     return ModuleEnv(root)
 
 
@@ -92,28 +120,20 @@ class Generated:
 
 @pytest.fixture(scope="session")
 def generated(copie_session: Any, module_env: ModuleEnv) -> Iterator[Any]:
-    """Render and install an answer set once per run: ``generated("default")``."""
+    """Render and install an answer set once per worker: ``generated("default")``."""
     cache: dict[str, Generated] = {}
 
     def get(name: str) -> Generated:
         if name not in cache:
-            answers = ANSWER_SETS[name]
-            result = copie_session.copy(extra_answers=answers)
+            result = copie_session.copy(extra_answers=ANSWER_SETS[name])
             assert result.exit_code == 0, f"{name}: {result.exception!r}"
             project = result.project_dir
-            install = module_env.run(
-                "python",
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--disable-pip-version-check",
-                "--no-deps",
-                "--no-build-isolation",
-                "-e",
-                ".",
-                cwd=project,
-            )
+            with harness_lock():  # pip is not safe to run twice at once on one env
+                install = module_env.run(
+                    "python", "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    "--no-deps", "--no-build-isolation", "-e", ".",
+                    cwd=project,
+                )  # fmt: skip
             assert install.returncode == 0, install.stderr
             cache[name] = Generated(name, {**result.answers}, project, module_env)
         return cache[name]
@@ -128,3 +148,32 @@ def render(dst: Path, data: dict[str, Any] | None = None, **kwargs: Any) -> Any:
     return copier.run_copy(
         str(REPO), str(dst), data=data or {}, defaults=True, unsafe=True, vcs_ref="HEAD", quiet=True, **kwargs
     )
+
+
+# --- summary table -------------------------------------------------------------
+
+_CHECK = re.compile(r"::test_(?P<check>\w+)\[(?P<set>[\w-]+)\]$")
+_outcomes: dict[str, dict[str, str]] = defaultdict(dict)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    match = _CHECK.search(report.nodeid)
+    if match is None or match["set"] not in ANSWER_SETS:
+        return
+    cell = _outcomes[match["set"]]
+    if report.when == "call" or report.outcome != "passed":
+        previous = cell.get(match["check"])
+        if previous != "FAIL":
+            cell[match["check"]] = {"passed": "ok", "failed": "FAIL", "skipped": "-"}[report.outcome]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _outcomes:
+        return
+    checks = sorted({c for cells in _outcomes.values() for c in cells})
+    width = max(len(s) for s in _outcomes) + 1
+    terminalreporter.section("answer sets x checks")
+    terminalreporter.write_line(" " * width + " ".join(f"{c:>{len(c)}}" for c in checks))
+    for name in sorted(_outcomes):
+        cells = _outcomes[name]
+        terminalreporter.write_line(f"{name:<{width}}" + " ".join(f"{cells.get(c, ''):>{len(c)}}" for c in checks))
