@@ -219,7 +219,14 @@ class AuditForwarder:
         body = line.rstrip("\n").encode("utf-8")
         delays = backoff_delays(self.retry_initial, self.retry_max)
         failures = 0
-        while True:
+        try:
+            json.loads(body)
+        except ValueError:
+            # A torn line (crash mid-write): no service would accept it, and
+            # retrying it would stall forwarding for good. `audit verify` reports it.
+            logger.error("audit record %d is not valid JSON; not forwarded", self.cursor.index + 1)
+            failures = -1
+        while failures >= 0:
             try:
                 response = await self._client.post(
                     self.url, content=body, headers={"Content-Type": "application/json"}
