@@ -17,7 +17,7 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
-from . import analysis, transform
+from . import analysis, redis_tasks, transform
 from .audit import AuditLog
 from .auth import Authenticator, build_authenticator
 from .constants import MANIFEST_FILE, PACKAGE_NAME
@@ -37,7 +37,7 @@ from .models import AnalyzeRequest, EventRequest, TransformRequest, Values
 from .policy import PolicyEnforcer
 from .settings import Settings, env_name
 from .store import Page, TaskStore
-from .tasks import Runner, TaskManager, TaskRecord, TaskStatus
+from .tasks import Runner, TaskBackend, TaskManager, TaskRecord, TaskStatus
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,21 @@ class ModuleCore:
             module=self.manifest.name,
             record_raw_payloads=self.enforcer.may_record_raw_payloads,
         )
-        self.events = EventPublisher(self.enforcer, self.audit)
+        # task_backend redis: tasks and events live in Redis, shared by every
+        # replica; embedded: tasks in SQLite in DATA_DIR, events in the log only.
+        self.redis: redis_tasks.Redis | None = None
+        self.bus: redis_tasks.RedisEventBus | None = None
+        if settings.task_backend == "redis":
+            self.redis = redis_tasks.connect(settings)
+            self.bus = redis_tasks.RedisEventBus(
+                self.redis,
+                stream=settings.events_stream,
+                group=self.manifest.name,
+                claim_timeout_seconds=settings.task_claim_timeout_seconds,
+            )
+        self.events = EventPublisher(
+            self.enforcer, self.audit, sink=self.bus.publish if self.bus is not None else None
+        )
         self.resolver = DataResolver(
             settings.inputs_dir,
             max_values=settings.max_values,
@@ -134,17 +148,33 @@ class ModuleCore:
                 "transform", ", ".join(transform.OPERATIONS), _run_transform
             ),
         }
-        self.store = TaskStore(
-            settings.task_store_file, retention_seconds=settings.task_retention_seconds
-        )
-        self.tasks = TaskManager(
-            self.store,
-            {p.operation: p.run for p in self.processors.values()},
-            max_concurrent=settings.max_concurrent_tasks,
-            max_queued=settings.max_queued_tasks,
-            timeout_seconds=settings.task_timeout_seconds,
-            on_change=self._task_changed,
-        )
+        runners = {p.operation: p.run for p in self.processors.values()}
+        self.store: TaskStore | None = None
+        self.tasks: TaskBackend
+        if self.redis is not None:
+            self.tasks = redis_tasks.RedisTaskManager(
+                self.redis,
+                runners,
+                prefix=settings.redis_key_prefix,
+                max_concurrent=settings.max_concurrent_tasks,
+                max_queued=settings.max_queued_tasks,
+                timeout_seconds=settings.task_timeout_seconds,
+                retention_seconds=settings.task_retention_seconds,
+                claim_timeout_seconds=settings.task_claim_timeout_seconds,
+                on_change=self._task_changed,
+            )
+        else:
+            self.store = TaskStore(
+                settings.task_store_file, retention_seconds=settings.task_retention_seconds
+            )
+            self.tasks = TaskManager(
+                self.store,
+                runners,
+                max_concurrent=settings.max_concurrent_tasks,
+                max_queued=settings.max_queued_tasks,
+                timeout_seconds=settings.task_timeout_seconds,
+                on_change=self._task_changed,
+            )
         self.status = ModuleStatus.INITIALIZING
 
     @classmethod
@@ -157,7 +187,10 @@ class ModuleCore:
         await self.audit.open()
         await self.platform.start()  # background work only: never waits for the platform
         await asyncio.to_thread(self.settings.inputs_dir.mkdir, parents=True, exist_ok=True)
-        await self.store.open()  # StartupError if the task database is unusable
+        if self.store is not None:
+            await self.store.open()  # StartupError if the task database is unusable
+        if self.redis is not None:
+            await redis_tasks.ping(self.redis, self.settings)  # StartupError if unreachable
         await self.audit.record(
             "module.started",
             {
@@ -169,6 +202,8 @@ class ModuleCore:
         )
         # Tasks accepted before a restart (or a crash) run before new ones.
         resumed = await self.tasks.start()
+        if self.bus is not None:
+            await self.bus.start(self._bus_event)
         self.status = ModuleStatus.READY
         logger.info(
             "%s %s ready (%d task(s) resumed)", self.manifest.name, self.manifest.version, resumed
@@ -203,8 +238,13 @@ class ModuleCore:
         self.begin_drain()
         leaving = self.leave_platform()
         # Same grace as drain(): the period started at the first of the two.
+        if self.bus is not None:
+            await self.bus.stop()
         await self.tasks.shutdown(self.settings.shutdown_grace_seconds)
-        await self.store.close()
+        if self.store is not None:
+            await self.store.close()
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.audit.record("module.stopped", {"version": self.manifest.version})
         await leaving
         await self.platform.close()  # flushes the audit forwarder after the last record
@@ -399,6 +439,13 @@ class ModuleCore:
             actor=actor.as_dict(),
         )
         return EventOutcome("acknowledged")
+
+    async def _bus_event(self, event_type: str, payload: dict[str, Any], source: str) -> None:
+        """An event from the Redis event stream; other modules' event types are not ours."""
+        if event_type not in self.manifest.events_consumes:
+            return
+        event = EventRequest(type=event_type, payload=payload)
+        await self.handle_event(event, Actor(subject=None, client=f"event-stream:{source}"))
 
     # Task transitions -------------------------------------------------------
     async def _task_changed(self, record: TaskRecord) -> None:

@@ -1,8 +1,9 @@
 """Publishing platform events under the doctrine policy.
 
-There is no remote event bus yet: an allowed event is written as one structured
-JSON log line on the ``<package>.events`` logger, which a log shipper can
-forward. Swap ``_emit`` for a real transport when blux-lite offers one.
+An allowed event is written as one structured JSON log line on the
+``<package>.events`` logger and, with task_backend redis, also added to the
+platform event stream in Redis (EVENTS_STREAM, see redis_tasks.py), where
+other modules consume it through their consumer groups.
 Payloads carry ids and statuses only, never task data, so logging them is safe
 even when data handling is encrypted.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,10 +23,14 @@ from .policy import PolicyEnforcer
 logger = logging.getLogger(__name__)
 
 
+Sink = Callable[[Mapping[str, Any]], Awaitable[None]]
+
+
 class EventPublisher:
-    def __init__(self, enforcer: PolicyEnforcer, audit: AuditLog) -> None:
+    def __init__(self, enforcer: PolicyEnforcer, audit: AuditLog, sink: Sink | None = None) -> None:
         self._enforcer = enforcer
         self._audit = audit
+        self._sink = sink  # the Redis event stream, with task_backend redis
         self.published = 0
 
     async def publish(self, event_type: str, payload: Mapping[str, Any]) -> None:
@@ -38,7 +43,7 @@ class EventPublisher:
                 {"action": "produce", "event_type": event_type, "reason": exc.reason},
             )
             raise
-        self._emit(event_type, payload)
+        await self._emit(event_type, payload)
 
     async def publish_if_allowed(self, event_type: str, payload: Mapping[str, Any]) -> bool:
         """For events the module emits on its own: skipped quietly when not declared/allowed.
@@ -48,10 +53,10 @@ class EventPublisher:
         if not self._enforcer.may_produce(event_type):
             logger.debug("event %s not published: not declared or not allowed", event_type)
             return False
-        self._emit(event_type, payload)
+        await self._emit(event_type, payload)
         return True
 
-    def _emit(self, event_type: str, payload: Mapping[str, Any]) -> None:
+    async def _emit(self, event_type: str, payload: Mapping[str, Any]) -> None:
         message = {
             "event": event_type,
             "source": self._enforcer.manifest.name,
@@ -59,4 +64,11 @@ class EventPublisher:
             "payload": dict(payload),
         }
         logger.info(json.dumps(message, sort_keys=True, default=str))
+        if self._sink is not None:
+            try:
+                await self._sink(message)
+            except Exception:
+                # An unreachable bus must not fail the task that produced the event.
+                logger.exception("event %s not delivered to the event stream", event_type)
+                return
         self.published += 1

@@ -23,11 +23,17 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from .constants import DEFAULT_MAX_CONCURRENT_TASKS, DEFAULT_PORT, ENV_PREFIX, MODULE_NAME
+from .constants import (
+    DEFAULT_MAX_CONCURRENT_TASKS,
+    DEFAULT_PORT,
+    ENV_PREFIX,
+    MODULE_NAME,
+)
 
 # HMAC keys shorter than the hash output weaken the signature (RFC 7518 3.2).
 _MIN_SECRET_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 _ORIGIN = re.compile(r"^https?://[^/\s*]+$")
+_REDIS_URL = re.compile(r"^(rediss?://\S+|unix:///\S+)$")
 
 
 class YamlFileSource(PydanticBaseSettingsSource):
@@ -100,6 +106,20 @@ class Settings(BaseSettings):
     task_timeout_seconds: float = Field(default=300, gt=0)
     task_retention_seconds: float = Field(default=3600, gt=0)
     shutdown_grace_seconds: float = Field(default=20, ge=0)
+    # Where tasks are queued and stored: "embedded" (SQLite in DATA_DIR, one
+    # replica) or "redis" (Redis Streams and hashes shared by every replica).
+    # Deployments of a module generated with task_backend redis set it in
+    # their ConfigMap / docker-compose.yml; a bare local run stays embedded.
+    task_backend: Literal["embedded", "redis"] = "embedded"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_password: SecretStr | None = None
+    # Keys this module's tasks use: <prefix>tasks (stream), <prefix>task:<id> ...
+    redis_key_prefix: str = Field(default=f"{MODULE_NAME}:", min_length=1)
+    # A task whose replica stopped renewing its claim this long ago (it died)
+    # is taken over by another replica and run again from its input.
+    task_claim_timeout_seconds: float = Field(default=30, gt=0)
+    # Platform event stream (one stream, a "type" field per entry) in the same Redis.
+    events_stream: str = Field(default="blux:events", min_length=1)
     max_values: int = Field(default=100_000, ge=1)
     jwt_secret: SecretStr | None = None
     jwt_secret_file: Path | None = None
@@ -146,6 +166,16 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if not _REDIS_URL.match(value):
+            # The value is not echoed: it may carry a password.
+            raise ValueError(
+                "must be a Redis URL like redis://host:6379/0, rediss://... or unix:///path"
+            )
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

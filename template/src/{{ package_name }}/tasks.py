@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID, uuid4
 
 from .errors import NotReady, QueueFullError, TaskConflict, TaskNotFound
@@ -96,6 +96,77 @@ class _Live:
     payload: dict[str, Any]
     task: asyncio.Task[None] | None = None
     requeue: bool = False  # set at shutdown: back to queued, not cancelled
+
+
+async def execute_in_thread(
+    pool: ThreadPoolExecutor,
+    runner: Runner,
+    payload: dict[str, Any],
+    limit_seconds: float,
+    *,
+    abandon: Callable[[], bool] = lambda: False,
+) -> tuple[dict[str, Any] | None, str | None]:
+    """Run ``runner(payload)`` in ``pool`` for at most ``limit_seconds``: (result, None)
+    or (None, reason).
+
+    Shared by both task backends. ``abandon()`` true means the caller is
+    shutting down and hands the task back (it is not waited for).
+    """
+    work = asyncio.wrap_future(pool.submit(runner, payload))
+    deadline = asyncio.timeout(limit_seconds)
+    try:
+        async with deadline:
+            # shield: cancelling this task must not detach us from the thread.
+            return await asyncio.shield(work), None
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        return None, f"timed out after {limit_seconds:g} s (TASK_TIMEOUT_SECONDS)"
+    except Exception as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    finally:
+        if not work.done() and not abandon():
+            # A thread cannot be interrupted. After a timeout or a cancel the
+            # slot stays taken until the thread returns (its result is
+            # dropped), so running work never exceeds max_concurrent_tasks.
+            # Inputs are bounded (MAX_VALUES), so the overrun is short.
+            await asyncio.wait({work})
+
+
+class TaskBackend(Protocol):
+    """What the module core needs from its tasks, whichever backend holds them.
+
+    ``TaskManager`` (below): SQLite in DATA_DIR, one process (task_backend
+    embedded). ``RedisTaskManager`` (redis_tasks.py): Redis Streams and hashes,
+    shared by every replica (task_backend redis).
+    """
+
+    runners: dict[str, Runner]
+
+    @property
+    def queued(self) -> int: ...
+    @property
+    def active(self) -> int: ...
+    @property
+    def accepting(self) -> bool: ...
+    async def start(self) -> int: ...
+    async def submit(
+        self, operation: str, payload: dict[str, Any], *, owner: str | None = None
+    ) -> TaskRecord: ...
+    async def get(self, task_id: UUID) -> TaskRecord | None: ...
+    async def page(
+        self,
+        *,
+        owner: str | None,
+        status: TaskStatus | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> Page: ...
+    async def wait(self, task_id: UUID) -> TaskRecord | None: ...
+    async def cancel(self, task_id: UUID, reason: str = "cancelled") -> TaskRecord: ...
+    def stop_accepting(self, grace_seconds: float) -> None: ...
+    async def drain(self, grace_seconds: float) -> bool: ...
+    async def shutdown(self, grace_seconds: float) -> None: ...
 
 
 class TaskManager:
@@ -291,25 +362,9 @@ class TaskManager:
     async def _execute(self, live: _Live) -> tuple[dict[str, Any] | None, str | None]:
         """Run the processor in a worker thread: (result, None) or (None, reason)."""
         runner = self.runners[live.record.operation]
-        work = asyncio.wrap_future(self._pool.submit(runner, live.payload))
-        deadline = asyncio.timeout(self._timeout)
-        try:
-            async with deadline:
-                # shield: cancelling this task must not detach us from the thread.
-                return await asyncio.shield(work), None
-        except TimeoutError:
-            if not deadline.expired():
-                raise
-            return None, f"timed out after {self._timeout:g} s (TASK_TIMEOUT_SECONDS)"
-        except Exception as exc:
-            return None, f"{type(exc).__name__}: {exc}"
-        finally:
-            if not work.done() and not live.requeue:
-                # A thread cannot be interrupted. After a timeout or a cancel the
-                # slot stays taken until the thread returns (its result is
-                # dropped), so running work never exceeds max_concurrent_tasks.
-                # Inputs are bounded (MAX_VALUES), so the overrun is short.
-                await asyncio.wait({work})
+        return await execute_in_thread(
+            self._pool, runner, live.payload, self._timeout, abandon=lambda: live.requeue
+        )
 
     async def cancel(self, task_id: UUID, reason: str = "cancelled") -> TaskRecord:
         """Cancel a queued or running task; 409 once finished, 404 when unknown."""
