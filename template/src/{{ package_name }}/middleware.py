@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+_BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 class BodySizeLimit:
     def __init__(self, app: ASGIApp, limit: Callable[[], int | None]) -> None:
@@ -19,7 +21,11 @@ class BodySizeLimit:
         self._limit = limit  # read per request: the policy is loaded at start-up
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limit = self._limit() if scope["type"] == "http" else None
+        # No route reads a GET/HEAD/OPTIONS body: skip the check on the probe path.
+        if scope["type"] != "http" or scope["method"] in _BODILESS:
+            await self.app(scope, receive, send)
+            return
+        limit = self._limit()
         if limit is None:
             await self.app(scope, receive, send)
             return
