@@ -39,7 +39,7 @@ def test_names():
 
 
 def test_every_question_but_template_options_maps_to_the_schema():
-    template_only = {"platform", "include_kubernetes", "ci_provider", "env_prefix", "answers_checked"}
+    template_only = {"platform", "include_kubernetes", "ci_provider", "task_backend", "env_prefix", "answers_checked"}
     mapped = set(validation.question_fields())
     assert mapped == set(validation.questions()) - template_only
 
