@@ -72,13 +72,14 @@ class ModuleEnv:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "PYTEST_"))}
         env["PATH"] = f"{self.bin}{os.pathsep}{env.get('PATH', '')}"
         env["VIRTUAL_ENV"] = str(self.root)
-        # One mypy cache for every project: third-party packages are analysed once per run.
-        env["MYPY_CACHE_DIR"] = str(CACHE / "mypy")
         return env
 
-    def run(self, *args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, cwd: Path, timeout: float = 600, extra_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        env = {**self.env(), **(extra_env or {})}
         return subprocess.run(
-            list(args), cwd=cwd, env=self.env(), capture_output=True, text=True, timeout=timeout, check=False
+            list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
         )
 
 
@@ -105,6 +106,44 @@ def module_env(copie_session: Any) -> ModuleEnv:
             subprocess.run([*pip, *requirements], check=True)
             marker.write_text("\n".join(requirements))
     return ModuleEnv(root)
+
+
+IMPORTED = re.compile(
+    r"^[ \t]*(?:from[ \t]+([A-Za-z_]\w*)[\w.]*[ \t]+import\b|import[ \t]+([A-Za-z_]\w*))", re.MULTILINE
+)
+
+
+def third_party_imports() -> list[str]:
+    """Top-level packages the template's Python imports, other than its own and the stdlib's."""
+    files = [p for p in (REPO / "template").rglob("*") if p.name.endswith((".py", ".py.jinja"))]
+    local = {p.name.split(".")[0] for p in files} | {"__future__"}
+    names = {name for p in files for pair in IMPORTED.findall(p.read_text("utf-8")) for name in pair if name}
+    return sorted(names - local - set(sys.stdlib_module_names))
+
+
+@pytest.fixture(scope="session")
+def mypy_seed(module_env: ModuleEnv, generated: Any) -> Path:
+    """A mypy cache holding the standard library and third-party packages, and no project module.
+
+    Each project is checked with its own copy of it: third-party code is analysed once per run,
+    and projects never share entries for their own modules (all have tests/test_api.py and the
+    like; mypy takes an entry as fresh when size and mtime match, which renders made in the
+    same second with package names of one length do).
+    """
+    root = CACHE / f"mypy-seed-{module_env.root.name}"
+    config = generated("default").project / "pyproject.toml"  # before the lock: it takes it too
+    with harness_lock():
+        if not (root / ".complete").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            work = root / "work"
+            work.mkdir(parents=True)
+            # The projects' own mypy configuration (strict, plugins): entries depend on it.
+            shutil.copy(config, work)
+            (work / "seed.py").write_text("".join(f"import {name}\n" for name in third_party_imports()))
+            cache = {"MYPY_CACHE_DIR": str(root / "cache")}
+            module_env.run("mypy", "--strict", "--sqlite-cache", "seed.py", cwd=work, extra_env=cache)
+            (root / ".complete").touch()
+    return root / "cache"
 
 
 @dataclass(frozen=True)

