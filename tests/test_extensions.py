@@ -131,3 +131,42 @@ def test_questions_reference_has_not_drifted():
     repo = __import__("conftest").REPO
     proc = subprocess.run([sys.executable, "docs/questions.py", "--check"], cwd=repo, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_compile_cache_reuses_code_but_never_stale_code(tmp_path, monkeypatch):
+    from jinja2 import Environment, FileSystemLoader
+
+    from extensions import compile_cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    calls = []
+    real = Environment._generate
+
+    def counting(self, *args, **kwargs):
+        calls.append(args[1] if len(args) > 1 else None)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Environment, "_generate", counting)
+    ext = [compile_cache.CompileCacheExtension]
+    source = "{{ value | upper }}-{{ 6 * 7 }}"
+    assert Environment(extensions=ext).from_string(source).render(value="a") == "A-42"
+    assert Environment(extensions=ext).from_string(source).render(value="b") == "B-42"
+    assert len(calls) == 1, "a second environment compiled the same source again"
+    # Another syntax compiles anew, and means what it says.
+    other = Environment(extensions=ext, variable_start_string="[[", variable_end_string="]]")
+    assert compile_cache.fingerprint(other) != compile_cache.fingerprint(Environment(extensions=ext))
+    assert other.from_string(source).render(value="a") == source
+
+    # Files: bytecode on disk, keyed by name, checked against the source.
+    templates = tmp_path / "t"
+    templates.mkdir()
+    (templates / "page.txt").write_text("one {{ n }}", "utf-8")
+
+    def render():
+        return Environment(loader=FileSystemLoader(templates), extensions=ext).get_template("page.txt").render(n=1)
+
+    assert render() == "one 1"
+    cache = tmp_path / "cache" / "modforge" / "jinja"
+    assert list(cache.iterdir()) and (cache.stat().st_mode & 0o077) == 0
+    (templates / "page.txt").write_text("two {{ n }}", "utf-8")
+    assert render() == "two 1"
