@@ -1,9 +1,12 @@
-"""Validate Copier answers against the module manifest's JSON Schema.
+"""Validate Copier answers against the chosen platform's manifest JSON Schema.
 
-The schema (``template/src/{{ package_name }}/schemas/module.manifest.schema.json``)
-is the single source of every rule: a field's ``x-question`` names the question
-that fills it, its ``x-rule`` states the rule in words. The same file ships in
-every generated module, which validates its manifest with it.
+Each platform's schema (``template/src/{{ package_name }}/schemas/``:
+``module.manifest.schema.json`` for BLUX, ``module.schema.json`` for Lift OS's
+``module.json``) is the single source of every rule: a field's ``x-question``
+names the question that fills it, its ``x-rule`` states the rule in words. The
+same file ships in every generated module of that platform, which validates its
+manifest with it. A question only one platform's schema maps (``kse_enabled``)
+is refused for the other.
 
 Copier turns a validator's output into a traceback when an answer comes from
 ``--data``, ``--data-file`` or ``--defaults``. So in those runs the per-question
@@ -32,7 +35,7 @@ from typing import Any
 
 import yaml
 from copier.errors import UserMessageError
-from jinja2 import Environment, pass_context
+from jinja2 import Environment, StrictUndefined, pass_context
 from jinja2.ext import Extension
 from jinja2.runtime import Context
 from jsonschema import Draft202012Validator
@@ -41,8 +44,11 @@ from jsonschema.protocols import Validator
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_DIR = ROOT / "template" / "src" / "{{ package_name }}" / "schemas"
-MANIFEST_SCHEMA = SCHEMA_DIR / "module.manifest.schema.json"
-PLATFORMS_READY = ("blux",)
+# Each platform's manifest and the schema that rules it (both ship in its modules).
+SCHEMA_FILES = {"blux": "module.manifest.schema.json", "liftos": "module.schema.json"}
+PLATFORMS = tuple(SCHEMA_FILES)
+DEFAULT_PLATFORM = "blux"
+MANIFEST_SCHEMA = SCHEMA_DIR / SCHEMA_FILES["blux"]
 _TRUE = {"true", "yes", "y", "on", "1"}
 _FALSE = {"false", "no", "n", "off", "0"}
 
@@ -62,8 +68,8 @@ def _short(value: Any) -> str:
 
 
 @cache
-def manifest_schema() -> dict[str, Any]:
-    schema: dict[str, Any] = json.loads(MANIFEST_SCHEMA.read_text(encoding="utf-8"))
+def manifest_schema(platform: str = DEFAULT_PLATFORM) -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads((SCHEMA_DIR / SCHEMA_FILES[platform]).read_text(encoding="utf-8"))
     return schema
 
 
@@ -103,14 +109,31 @@ def _fields(node: Mapping[str, Any], path: tuple[str, ...] = ()) -> Iterator[tup
 
 
 @cache
-def question_fields() -> dict[str, tuple[tuple[str, ...], Mapping[str, Any]]]:
-    """question name -> (path in the manifest, schema node)."""
-    return {node["x-question"]: (path, node) for path, node in _fields(manifest_schema()) if "x-question" in node}
+def question_fields(platform: str = DEFAULT_PLATFORM) -> dict[str, tuple[tuple[str, ...], Mapping[str, Any]]]:
+    """question name -> (path in the platform's manifest, schema node)."""
+    fields = _fields(manifest_schema(platform))
+    return {node["x-question"]: (path, node) for path, node in fields if "x-question" in node}
 
 
-def _error_text(start: Mapping[str, Any], error: ValidationError) -> tuple[str | None, str | None]:
+@cache
+def platform_only() -> dict[str, tuple[str, ...]]:
+    """Questions only some platforms' manifests have -> those platforms (e.g. kse_enabled -> liftos)."""
+    having: dict[str, list[str]] = {}
+    for platform in PLATFORMS:
+        for name in question_fields(platform):
+            having.setdefault(name, []).append(platform)
+    return {name: tuple(found) for name, found in having.items() if len(found) < len(PLATFORMS)}
+
+
+def applies(name: str, platform: str) -> bool:
+    """Whether question ``name`` means anything for a module of ``platform``."""
+    return platform in platform_only().get(name, (platform,))
+
+
+def _error_text(
+    schema: Mapping[str, Any], start: Mapping[str, Any], error: ValidationError
+) -> tuple[str | None, str | None]:
     """The deepest x-question and x-rule along the error's schema path."""
-    schema = manifest_schema()
     node: Any = start
     found_q = start.get("x-question")
     found_r = start.get("x-rule")
@@ -134,20 +157,27 @@ def _first_error(validator: Validator, value: Any) -> ValidationError | None:
     return min(validator.iter_errors(value), key=lambda e: [str(p) for p in e.schema_path], default=None)
 
 
-def check_question(name: str, value: Any) -> None:
-    """Raise AnswerError when ``value`` breaks the rule of question ``name``."""
+@cache
+def _validator(platform: str, question: str | None = None) -> Validator:
+    """The platform's schema validator, or one for a question's field (built once)."""
+    validator: Validator = Draft202012Validator(manifest_schema(platform))
+    if question is not None:
+        validator = validator.evolve(schema=question_fields(platform)[question][1])
+    return validator
+
+
+def check_question(name: str, value: Any, platform: str = DEFAULT_PLATFORM) -> None:
+    """Raise AnswerError when ``value`` breaks the rule of question ``name`` for ``platform``."""
     spec = questions()[name]
-    if name == "platform" and value not in PLATFORMS_READY and value in _choices(spec):
-        raise AnswerError(
-            name, f"'{value}' modules are not available yet; supported: {', '.join(PLATFORMS_READY)}", show_value=False
-        )
-    fields = question_fields()
+    if not applies(name, platform):
+        others = " or ".join(platform_only()[name])
+        raise AnswerError(name, f"applies only when platform is {others} (platform is {platform})", show_value=False)
+    fields = question_fields(platform)
     if name in fields:
         _, node = fields[name]
-        validator = Draft202012Validator(manifest_schema()).evolve(schema=node)
-        error = _first_error(validator, value)
+        error = _first_error(_validator(platform, name), value)
         if error is not None:
-            _, rule = _error_text(node, error)
+            _, rule = _error_text(manifest_schema(platform), node, error)
             raise AnswerError(name, rule or error.message, value)
         if name == "package_name":
             _check_package_name(value)
@@ -191,6 +221,18 @@ def parse_data(name: str, raw: Any) -> Any:
         if text in _FALSE:
             return False
         raise AnswerError(name, "must be true or false", raw)
+    if questions()[name].get("multiselect"):
+        # Copier wants a YAML list here and raises a traceback for anything else.
+        value = raw
+        if isinstance(raw, str):
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                value = None
+        if not isinstance(value, list):
+            example = ", ".join(map(str, _choices(questions()[name])[:2]))
+            raise AnswerError(name, f"must be a YAML list of choices, e.g. [{example}]", raw)
+        return value
     if kind == "yaml" and isinstance(raw, str):
         try:
             return yaml.safe_load(raw)
@@ -201,12 +243,16 @@ def parse_data(name: str, raw: Any) -> Any:
     return raw
 
 
+def platform_of(answers: Mapping[str, Any]) -> str:
+    return str(answers.get("platform", DEFAULT_PLATFORM))
+
+
 def build_manifest(answers: Mapping[str, Any]) -> dict[str, Any]:
-    """The module manifest, filled from the answers through ``x-question``.
+    """The platform's module manifest, filled from the answers through ``x-question``.
 
     Fields without a question take the schema's ``default`` (e.g. requirements).
     """
-    schema = manifest_schema()
+    schema = manifest_schema(platform_of(answers))
     manifest: dict[str, Any] = {}
 
     def fill(node: Mapping[str, Any], target: dict[str, Any]) -> None:
@@ -226,7 +272,7 @@ def build_manifest(answers: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_policy(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """The doctrine policy a new module starts with: exactly what the manifest declares."""
+    """The doctrine policy a new BLUX module starts with: exactly what the manifest declares."""
     security = manifest["security"]
     return {
         "policy": {"module": manifest["module"]["name"], "version": "1.0"},
@@ -253,20 +299,75 @@ def build_policy(manifest: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def check_manifest(manifest: Mapping[str, Any]) -> None:
+def check_manifest(manifest: Mapping[str, Any], platform: str = DEFAULT_PLATFORM) -> None:
     """Whole-manifest rules, cross-field ones included."""
-    validator = Draft202012Validator(manifest_schema())
-    error = _first_error(validator, manifest)
+    schema = manifest_schema(platform)
+    error = _first_error(_validator(platform), manifest)
     if error is not None:
-        question, rule = _error_text(manifest_schema(), error)
+        question, rule = _error_text(schema, schema, error)
         raise AnswerError(question or "/".join(map(str, error.path)), rule or error.message, error.instance)
 
 
 def check_all(answers: Mapping[str, Any]) -> None:
+    """Every answer that applies to the chosen platform, then the manifest built from them."""
+    platform = platform_of(answers)
+    check_question("platform", platform)
     for name in questions():
-        if not computed(name) and name in answers:
-            check_question(name, answers[name])
-    check_manifest(build_manifest(answers))
+        if not computed(name) and name in answers and applies(name, platform):
+            check_question(name, answers[name], platform)
+    check_manifest(build_manifest(answers), platform)
+
+
+class _Renderer:
+    """Renders copier.yml's expressions, each compiled once."""
+
+    def __init__(self, filters: Mapping[str, Any]) -> None:
+        self.env = Environment(undefined=StrictUndefined, keep_trailing_newline=True)
+        self.env.filters.update(filters)
+        self.env.globals.update(preflight=lambda: True, final_check=lambda: False)
+        self.compiled: dict[str, Any] = {}
+
+    def render(self, source: str, answers: Mapping[str, Any]) -> str:
+        template = self.compiled.get(source)
+        if template is None:
+            template = self.compiled[source] = self.env.from_string(source)
+        return str(template.render(answers))
+
+
+@cache
+def _resolver_env(filters: tuple[tuple[str, Any], ...]) -> _Renderer:
+    return _Renderer(dict(filters))
+
+
+def resolve(given: Mapping[str, Any], filters: Mapping[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    """The answers a non-interactive Copier run works with, for tools and tests.
+
+    ``given`` is parsed as ``--data`` is; every other question takes its default,
+    rendered (defaults may depend on earlier answers, e.g. the port on the
+    platform) with ``filters`` (extensions/naming.py's). Returns the answers,
+    hidden questions included as Copier's render context has them, and the names
+    of the questions whose ``when`` holds: the ones Copier records.
+    """
+    env = _resolver_env(tuple(sorted(filters.items())))
+    answers: dict[str, Any] = {}
+    asked: set[str] = set()
+    for name, spec in questions().items():
+        when = spec.get("when", True)
+        if isinstance(when, str):
+            when = env.render(when, answers).strip().lower() not in {"", "false", "0", "none"}
+        if name == GUARD_QUESTION:
+            continue
+        if name in given:
+            value = parse_data(name, given[name])
+        else:
+            default = spec.get("default")
+            if isinstance(default, str) and ("{{" in default or "{%" in default):
+                default = env.render(default, answers)
+            value = parse_data(name, default)
+        answers[name] = value
+        if when:
+            asked.add(name)
+    return answers, asked
 
 
 # --- Jinja side -------------------------------------------------------------
@@ -288,6 +389,11 @@ def _answers(ctx: Context) -> dict[str, Any]:
 @pass_context
 def preflight(ctx: Context) -> bool:
     data = _conf(ctx, "data") or {}
+    try:
+        platform = parse_data("platform", data.get("platform", DEFAULT_PLATFORM))
+        check_question("platform", platform)
+    except AnswerError as error:
+        raise UserMessageError(str(error)) from None
     for name, raw in data.items():
         if name.startswith("_"):
             continue  # Copier's own metadata (_commit, _src_path) travels as data on update
@@ -299,7 +405,7 @@ def preflight(ctx: Context) -> bool:
         if computed(name):
             raise UserMessageError(f"Answer '{name}' is computed from other answers and cannot be given")
         try:
-            check_question(name, parse_data(name, raw))
+            check_question(name, parse_data(name, raw), platform)
         except AnswerError as error:
             raise UserMessageError(str(error)) from None
     return True
@@ -310,7 +416,7 @@ def answer_error(ctx: Context, name: str) -> str:
     if not _interactive(ctx, name):
         return ""  # preflight() or final_check() reports it, in one line
     try:
-        check_question(name, ctx[name])
+        check_question(name, ctx[name], str(ctx["platform"]))
     except AnswerError as error:
         return str(error).split(": ", 1)[1]
     return ""
@@ -320,8 +426,9 @@ def answer_error(ctx: Context, name: str) -> str:
 def manifest_error(ctx: Context) -> str:
     if not _interactive(ctx, "license"):
         return ""
+    answers = _answers(ctx)
     try:
-        check_manifest(build_manifest(_answers(ctx)))
+        check_manifest(build_manifest(answers), platform_of(answers))
     except AnswerError as error:
         return str(error)
     return ""

@@ -14,6 +14,7 @@ tests/test_matrix.py runs the check, so a new choice value cannot land uncovered
 
 from __future__ import annotations
 
+import copy
 import itertools
 import sys
 from pathlib import Path
@@ -24,59 +25,68 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from extensions import validation  # noqa: E402
+from extensions import naming, validation  # noqa: E402
 
 MATRIX = REPO / "tests" / "matrix.yml"
 ANSWER_SETS = REPO / "tests" / "answer_sets.yml"
 Row = dict[str, Any]
+Pair = tuple[str, Any, str, Any]
+# A few subsets stand for a multiselect question's values: all, each extreme, one without keyword.
+SUBSETS = {"search_capabilities": [["semantic", "keyword", "temporal", "contextual"], ["keyword"], ["semantic"]]}
+# What a pair may need to be askable at all (the KSE questions exist for Lift OS only).
+BASES: list[Row] = [{}, {"platform": "liftos"}]
 
 
 def dimensions() -> dict[str, list[Any]]:
-    """Each choice or bool question and the values it can take today."""
+    """Each choice, multiselect or bool question and the values it can take today."""
     dims: dict[str, list[Any]] = {}
     for name, spec in validation.questions().items():
         if validation.computed(name):
             continue
-        if spec.get("type") == "bool":
+        if name in SUBSETS:
+            dims[name] = SUBSETS[name]
+        elif spec.get("type") == "bool":
             dims[name] = [True, False]
         elif choices := validation._choices(spec):
-            if name == "platform":
-                choices = [c for c in choices if c in validation.PLATFORMS_READY]
             dims[name] = choices
     return dims
 
 
-def defaults() -> Row:
-    out: Row = {}
-    for name, spec in validation.questions().items():
-        if not validation.computed(name) and name != "package_name":
-            out[name] = validation.parse_data(name, spec["default"])
-    return out
+def resolved(row: Row) -> tuple[Row, set[str]]:
+    return validation.resolve(row, naming.FILTERS)
 
 
 def allowed(row: Row) -> bool:
-    """Whether the answers pass every rule, cross-field ones included."""
-    answers = {**defaults(), **row}
-    answers["package_name"] = str(answers["module_name"]).replace("-", "_")
+    """Whether Copier asks every question the row answers, and the answers pass every rule."""
     try:
+        answers, asked = resolved(row)
         validation.check_all(answers)
     except validation.AnswerError:
         return False
-    return True
+    return set(row) <= asked
 
 
-def pairs_of(row: Row, dims: dict[str, list[Any]]) -> set[tuple[str, Any, str, Any]]:
-    full = {**defaults(), **row}
-    names = sorted(dims)
-    return {(a, full[a], b, full[b]) for a, b in itertools.combinations(names, 2)}
+def pairs_of(row: Row, dims: dict[str, list[Any]]) -> set[Pair]:
+    """The pairs a row covers: only questions it asks (a BLUX row says nothing about KSE)."""
+    full, asked = resolved(row)
+    names = sorted(d for d in dims if d in asked)
+    return {(a, _key(full[a]), b, _key(full[b])) for a, b in itertools.combinations(names, 2)}
 
 
-def feasible_pairs(dims: dict[str, list[Any]]) -> set[tuple[str, Any, str, Any]]:
-    out = set()
+def _key(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def feasible_pairs(dims: dict[str, list[Any]]) -> dict[Pair, Row]:
+    """Every pair some answer set can hold, with the smallest row that allows it."""
+    out: dict[Pair, Row] = {}
     for a, b in itertools.combinations(sorted(dims), 2):
         for va, vb in itertools.product(dims[a], dims[b]):
-            if allowed({a: va, b: vb}):
-                out.add((a, va, b, vb))
+            for base in BASES:
+                row = {**base, a: va, b: vb}
+                if allowed(row):
+                    out[(a, _key(va), b, _key(vb))] = row
+                    break
     return out
 
 
@@ -85,10 +95,11 @@ def hand_sets() -> dict[str, Row]:
     return sets
 
 
-def uncovered(rows: list[Row], dims: dict[str, list[Any]]) -> set[tuple[str, Any, str, Any]]:
+def uncovered(rows: list[Row], dims: dict[str, list[Any]]) -> dict[Pair, Row]:
     todo = feasible_pairs(dims)
     for row in rows:
-        todo -= pairs_of(row, dims)
+        for pair in pairs_of(row, dims):
+            todo.pop(pair, None)
     return todo
 
 
@@ -97,22 +108,22 @@ def generate() -> list[Row]:
     todo = uncovered(list(hand_sets().values()), dims)
     rows: list[Row] = []
     while todo:
-        # Seed with one uncovered pair, then fill the other questions greedily,
-        # each with the value that covers most still-uncovered pairs.
-        a, va, b, vb = min(todo, key=repr)
-        row: Row = {a: va, b: vb}
+        # Seed with one uncovered pair (and what makes it askable), then fill the
+        # other questions greedily, each with the value that covers most
+        # still-uncovered pairs; questions the row does not ask stay out.
+        row: Row = dict(todo[min(todo, key=repr)])
         for name in sorted(dims):
             if name in row:
                 continue
-            best = max(
-                (v for v in dims[name] if allowed({**row, name: v})),
-                key=lambda v, name=name: len(todo & pairs_of({**row, name: v}, dims)),
-            )
-            row[name] = best
+            candidates = [v for v in dims[name] if allowed({**row, name: v})]
+            if not candidates:
+                continue
+            row[name] = max(candidates, key=lambda v, name=name: len(todo.keys() & pairs_of({**row, name: v}, dims)))
         assert allowed(row), row
-        covered = todo & pairs_of(row, dims)
+        covered = todo.keys() & pairs_of(row, dims)
         assert covered, row
-        todo -= covered
+        for pair in covered:
+            del todo[pair]
         rows.append(row)
     named = []
     for i, row in enumerate(rows, 1):
@@ -130,7 +141,9 @@ def main() -> int:
         return 1 if missing else 0
     rows = generate()
     header = "# Generated by tests/make_matrix.py: with answer_sets.yml, every allowed pair of choice values.\n"
-    body = yaml.safe_dump({f"pairwise-{i:02d}": row for i, row in enumerate(rows, 1)}, sort_keys=False)
+    # Deep copies: rows share the SUBSETS lists, which yaml would write as anchors.
+    named = {f"pairwise-{i:02d}": copy.deepcopy(row) for i, row in enumerate(rows, 1)}
+    body = yaml.safe_dump(named, sort_keys=False)
     MATRIX.write_text(header + body, "utf-8")
     print(f"{len(rows)} rows written to {MATRIX.relative_to(REPO)}")
     return 0

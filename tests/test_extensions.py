@@ -38,15 +38,33 @@ def test_names():
     assert naming.env_prefix("edge-gateway-7") == "EDGE_GATEWAY_7_"
 
 
-def test_every_question_but_template_options_maps_to_the_schema():
-    template_only = {"platform", "include_kubernetes", "ci_provider", "task_backend", "env_prefix", "answers_checked"}
-    mapped = set(validation.question_fields())
-    assert mapped == set(validation.questions()) - template_only
+TEMPLATE_ONLY = {"platform", "include_kubernetes", "ci_provider", "task_backend", "env_prefix", "answers_checked"}
 
 
-def test_every_mapped_field_states_its_rule():
-    schema = validation.manifest_schema()
-    for name, (_, node) in validation.question_fields().items():
+def test_every_question_but_template_options_maps_to_a_schema():
+    mapped = set().union(*(validation.question_fields(p) for p in validation.PLATFORMS))
+    assert mapped == set(validation.questions()) - TEMPLATE_ONLY
+    # Only the KSE questions are one platform's; everything else means the same on both.
+    assert validation.platform_only() == {
+        name: ("liftos",)
+        for name in ("kse_enabled", "memory_types", "search_capabilities", "kse_index_prefix", "kse_batch_size")
+    }
+
+
+def test_shared_questions_have_one_rule_in_every_schema():
+    """The two platforms' schemas state shared fields identically: no drift between them."""
+    shared = set(validation.question_fields("blux")) & set(validation.question_fields("liftos"))
+    assert len(shared) >= 18
+    for name in shared:
+        nodes = [validation.question_fields(p)[name][1] for p in validation.PLATFORMS]
+        assert nodes[0] == nodes[1], name
+    assert validation.manifest_schema("blux")["$defs"] == validation.manifest_schema("liftos")["$defs"]
+
+
+@pytest.mark.parametrize("platform", validation.PLATFORMS)
+def test_every_mapped_field_states_its_rule(platform):
+    schema = validation.manifest_schema(platform)
+    for name, (_, node) in validation.question_fields(platform).items():
         resolved = validation._deref(schema, node)
         has_rule = (
             "x-rule" in node
@@ -56,25 +74,27 @@ def test_every_mapped_field_states_its_rule():
         assert has_rule, name
 
 
-def test_defaults_satisfy_every_rule():
-    answers = {}
-    for name, spec in validation.questions().items():
-        if validation.computed(name):
-            continue
-        default = spec["default"]
-        if name == "package_name":
-            default = naming.package_name(answers["module_name"])
-        answers[name] = validation.parse_data(name, default)
+@pytest.mark.parametrize("platform", validation.PLATFORMS)
+def test_defaults_satisfy_every_rule(platform):
+    answers, asked = validation.resolve({"platform": platform}, naming.FILTERS)
     validation.check_all(answers)
+    kse = {"kse_enabled", "memory_types", "search_capabilities", "kse_index_prefix", "kse_batch_size"}
+    assert (kse <= asked) == (platform == "liftos")
+    assert answers["port"] == {"blux": 8000, "liftos": 9001}[platform]
+    assert answers["module_name"] == f"my-{platform}-module"
+
+
+def test_resolve_parses_given_answers_like_data():
+    answers, asked = validation.resolve(
+        {"platform": "liftos", "module_name": "kse-app", "kse_enabled": "no", "port": "9100"}, naming.FILTERS
+    )
+    assert answers["package_name"] == "kse_app" and answers["kse_index_prefix"] == "kse_app_"
+    assert answers["kse_enabled"] is False and answers["port"] == 9100
+    assert "kse_enabled" in asked and "memory_types" not in asked  # asked only when KSE is on
 
 
 def test_manifest_built_from_answers_validates_and_policy_follows():
-    answers = {
-        n: validation.parse_data(n, s["default"])
-        for n, s in validation.questions().items()
-        if not validation.computed(n)
-    }
-    answers["package_name"] = "my_blux_module"
+    answers, _ = validation.resolve({}, naming.FILTERS)
     manifest = validation.build_manifest(answers)
     validation.check_manifest(manifest)
     policy = validation.build_policy(manifest)
@@ -84,6 +104,32 @@ def test_manifest_built_from_answers_validates_and_policy_follows():
     from jsonschema import Draft202012Validator
 
     assert list(Draft202012Validator(schema).iter_errors(policy)) == []
+
+
+def test_liftos_module_json_follows_the_guide_and_the_answers():
+    answers, _ = validation.resolve(
+        {"platform": "liftos", "search_capabilities": "[keyword, temporal]", "kse_batch_size": "25"}, naming.FILTERS
+    )
+    document = validation.build_manifest(answers)
+    validation.check_manifest(document, "liftos")
+    # The guide's module.json fields, filled from the answers.
+    for key in ("name", "version", "description", "author", "license", "endpoints", "capabilities"):
+        assert key in document
+    assert document["kse_integration"] == {
+        "enabled": True,
+        "memory_types": ["analytics_data", "user_insights", "reports"],
+        "search_capabilities": ["keyword", "temporal"],
+        "index_prefix": "my_liftos_module_",
+        "batch_size": 25,
+    }
+    assert document["configuration"] == {"port": 9001}
+    assert document["endpoints"]["health"] == "/health" and document["endpoints"]["ready"] == "/ready"
+
+
+def test_a_question_of_the_other_platform_is_refused():
+    with pytest.raises(validation.AnswerError, match="applies only when platform is liftos"):
+        validation.check_question("kse_enabled", True, "blux")
+    validation.check_question("kse_enabled", True, "liftos")
 
 
 def test_verbose_standard_records_payloads():
@@ -101,7 +147,7 @@ class FakeContext(dict):
 
 
 def _ctx(defaults: bool, data: dict, **answers):
-    return FakeContext({"_copier_conf": {"defaults": defaults, "data": data}, **answers})
+    return FakeContext({"_copier_conf": {"defaults": defaults, "data": data}, "platform": "blux", **answers})
 
 
 def test_interactive_validator_returns_the_rule():

@@ -53,11 +53,26 @@ INVALID = [
     ({"ci_provider": "jenkins"}, "ci_provider", "github, gitlab, none"),
     ({"license": "GPL-3.0"}, "license", "MIT, Apache-2.0, Proprietary"),
     ({"platform": "windows"}, "platform", "blux"),
-    ({"platform": "liftos"}, "platform", "not available yet"),
+    # Lift OS's own questions, and their place.
+    ({"kse_enabled": "false"}, "kse_enabled", "applies only when platform is liftos"),
+    ({"memory_types": "[a]"}, "memory_types", "applies only when platform is liftos"),
+    ({"platform": "liftos", "kse_enabled": "sometimes"}, "kse_enabled", "true or false"),
+    ({"platform": "liftos", "memory_types": "[Events]"}, "memory_types", "snake_case"),
+    ({"platform": "liftos", "memory_types": "[a, a]"}, "memory_types", "unique"),
+    ({"platform": "liftos", "search_capabilities": "keyword"}, "search_capabilities", "YAML list"),
+    ({"platform": "liftos", "search_capabilities": "[fuzzy]"}, "search_capabilities", "semantic, keyword"),
+    ({"platform": "liftos", "kse_index_prefix": "Bad-Prefix"}, "kse_index_prefix", "lowercase letters"),
+    ({"platform": "liftos", "kse_index_prefix": "p" * 49}, "kse_index_prefix", "1-48 characters"),
+    ({"platform": "liftos", "kse_batch_size": "0"}, "kse_batch_size", "1 to 1000"),
+    ({"platform": "liftos", "kse_batch_size": "many"}, "kse_batch_size", "integer"),
     # Cross-field rules, checked on the whole manifest.
     ({"authentication": "none"}, "authentication", "data_handling is encrypted"),
     ({"audit_level": "none"}, "audit_level", "data_handling is encrypted"),
     ({"module_type": "connector", "apis_required": "[]"}, "apis_required", "connector"),
+    ({"platform": "liftos", "authentication": "none"}, "authentication", "data_handling is encrypted"),
+    ({"platform": "liftos", "module_type": "connector"}, "apis_required", "connector"),
+    ({"platform": "liftos", "memory_types": "[]"}, "memory_types", "at least one memory type"),
+    ({"platform": "liftos", "search_capabilities": "[]"}, "search_capabilities", "at least one search"),
 ]
 
 

@@ -7,6 +7,10 @@ import sys
 
 from conftest import ANSWER_SETS, HAND_SETS, MATRIX_SETS, REPO
 
+sys.path.insert(0, str(REPO))
+
+from extensions import naming, validation
+
 
 def test_pairwise_coverage() -> None:
     proc = subprocess.run(
@@ -18,5 +22,5 @@ def test_pairwise_coverage() -> None:
 def test_set_names_and_module_names_are_distinct() -> None:
     """Projects share one environment: distinct names keep their installs apart."""
     assert not set(HAND_SETS) & set(MATRIX_SETS)
-    names = [answers.get("module_name", "my-blux-module") for answers in ANSWER_SETS.values()]
+    names = [validation.resolve(answers, naming.FILTERS)[0]["module_name"] for answers in ANSWER_SETS.values()]
     assert len(names) == len(set(names))
