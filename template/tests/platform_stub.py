@@ -1,8 +1,10 @@
 """A small, real HTTP server standing in for the platform services in tests.
 
-It follows the contracts in docs/integration.md: blux-guard's
-``POST /v1/audit/records`` and blux-lite's ``/v1/modules`` and ``/v1/services``,
-and it also serves files for remote ``data_reference`` tests. It runs
+It follows the contracts in docs/integration.md: the audit service's
+``POST /v1/audit/records`` and the registry's modules and services paths (BLUX's
+``/v1/modules`` and ``/v1/services`` unless told otherwise; Lift OS registers and
+lists at ``/registry/modules``), and it also serves files for remote
+``data_reference`` tests. It runs
 ``http.server`` in a thread on a free loopback port; each test gets its own.
 Behaviour is programmed through plain attributes (fail the first N calls, ...).
 """
@@ -35,15 +37,18 @@ class Served:
 
 
 class PlatformStub:
-    def __init__(self) -> None:
+    def __init__(self, modules_path: str, services_path: str) -> None:
         self.lock = threading.Lock()
-        # blux-guard
+        self.modules_path = modules_path
+        self.services_path = services_path
+        # audit service
         self.audit_records: list[dict[str, Any]] = []
         self.audit_attempts = 0
         self.audit_duplicates = 0
         self.audit_fail_first = 0
-        # blux-lite
+        # registry
         self.modules: dict[str, dict[str, Any]] = {}
+        self.register_headers: list[str | None] = []  # Authorization of each registration
         self.register_attempts = 0
         self.register_fail_first = 0
         self.deregistered: list[str] = []
@@ -106,9 +111,10 @@ def _handler(stub: PlatformStub) -> type[BaseHTTPRequestHandler]:
                         stub.audit_records.append(body)
                         status = 201
                 self._answer(status, {"stored": status == 201})
-            elif self.path == "/v1/modules":
+            elif self.path == stub.modules_path:
                 with stub.lock:
                     stub.register_attempts += 1
+                    stub.register_headers.append(self.headers.get("Authorization"))
                     if stub.register_attempts <= stub.register_fail_first:
                         self._answer(503, {"detail": "registry warming up"})
                         return
@@ -119,7 +125,7 @@ def _handler(stub: PlatformStub) -> type[BaseHTTPRequestHandler]:
                 self._answer(404, {"detail": "no such path"})
 
         def do_DELETE(self) -> None:
-            prefix = "/v1/modules/"
+            prefix = stub.modules_path + "/"
             module_id = self.path[len(prefix) :] if self.path.startswith(prefix) else ""
             with stub.lock:
                 found = stub.modules.pop(module_id, None) is not None
@@ -131,11 +137,18 @@ def _handler(stub: PlatformStub) -> type[BaseHTTPRequestHandler]:
                 self._answer(404, {"detail": "unknown module"})
 
         def do_GET(self) -> None:
-            if self.path == "/v1/services":
+            if self.path == stub.services_path:
                 with stub.lock:
                     stub.services_hits += 1
                     status, services = stub.services_status, dict(stub.services)
-                self._answer(status, services if status == 200 else {"detail": "down"})
+                if status != 200:
+                    self._answer(status, {"detail": "down"})
+                elif stub.services_path == stub.modules_path:
+                    # A registry that lists where it registers answers with a list.
+                    listed = [{"name": name, **entry} for name, entry in services.items()]
+                    self._answer(200, {"modules": listed})
+                else:
+                    self._answer(200, services)
                 return
             served = stub.files.get(self.path)
             if served is None:
@@ -171,8 +184,10 @@ class _Server(ThreadingHTTPServer):
 
 
 @contextmanager
-def platform_stub() -> Iterator[PlatformStub]:
-    stub = PlatformStub()
+def platform_stub(
+    *, modules_path: str = "/v1/modules", services_path: str = "/v1/services"
+) -> Iterator[PlatformStub]:
+    stub = PlatformStub(modules_path, services_path)
     server = _Server(("127.0.0.1", 0), _handler(stub))
     stub.server = server
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})

@@ -4,7 +4,7 @@ Each record carries ``prev_hash`` (the previous record's ``hash``) and its own
 ``hash``: sha256 over the record's canonical JSON without ``hash``. Editing,
 reordering or deleting a record breaks the chain from that record on, which
 ``verify`` reports. Truncating the tail cannot be detected from the file alone:
-with ``BLUX_GUARD_URL`` set, records are also forwarded to blux-guard
+with the audit service's URL set, records are also forwarded to it
 (forwarding.py), and ``verify_chain`` compares the file with the forwarding
 cursor ``DATA_DIR/audit.forwarded``, so cutting forwarded records is reported.
 
@@ -114,7 +114,7 @@ def verify_chain(path: Path, cursor: Mapping[str, Any] | None = None) -> ChainRe
     """Check every record's hash and link; stop at the first one that breaks.
 
     ``cursor`` is the forwarding cursor (``{"index", "hash"}`` of the last record
-    blux-guard confirmed): the file must still hold that record, so a tail cut
+    the audit service confirmed): the file must still hold that record, so a tail cut
     after forwarding is found too.
     """
     count = 0
@@ -151,14 +151,14 @@ def verify_chain(path: Path, cursor: Mapping[str, Any] | None = None) -> ChainRe
             return ChainReport(
                 count,
                 count,
-                f"records {count}..{want} were forwarded to blux-guard but are missing "
+                f"records {count}..{want} were forwarded to the audit service but are missing "
                 "from the file (the tail was cut)",
             )
         if hashes.get(want) != cursor.get("hash"):
             return ChainReport(
                 count,
                 want,
-                "hash mismatch: differs from the hash blux-guard confirmed for this record",
+                "hash mismatch: differs from the hash the audit service confirmed for this record",
             )
     return ChainReport(count)
 

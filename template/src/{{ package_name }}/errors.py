@@ -66,7 +66,7 @@ class NotReady(ModuleError):
 
 
 class PlatformUnavailable(ModuleError):
-    """A platform service (the blux-lite registry) is not configured or cannot answer."""
+    """A platform service (the registry) is not configured or cannot answer."""
 
     status_code = 503
 

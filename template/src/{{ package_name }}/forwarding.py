@@ -1,7 +1,8 @@
-"""Forwarding the audit trail to blux-guard, without ever blocking a request.
+"""Forwarding the audit trail to the audit service, without ever blocking a request.
 
-Contract with the audit service (docs/integration.md):
-  POST {BLUX_GUARD_URL}/v1/audit/records
+The audit service is the platform's (BLUX: blux-guard); its URL is a setting
+(Settings.audit_forward_url). Contract with it (docs/integration.md):
+  POST {audit service}/v1/audit/records
   body: one audit record, the exact JSON line written to the local file
         (so the service can recompute ``hash`` and check ``prev_hash``)
   2xx: stored; 409: already stored (a duplicate after a retry), treated as stored;
@@ -49,7 +50,7 @@ _TAIL_BYTES = 1 << 20
 
 @dataclass(frozen=True)
 class Cursor:
-    """The last record blux-guard confirmed: 0-based index, its hash, the byte offset after it."""
+    """The last record the service confirmed: 0-based index, its hash, the byte offset after it."""
 
     index: int = -1
     hash: str = GENESIS_HASH
@@ -156,7 +157,7 @@ class AuditForwarder:
         ):
             logger.warning(
                 "audit forwarding cursor %s does not match %s (file replaced or cut); "
-                "forwarding the whole file again (blux-guard answers 409 for records it has)",
+                "forwarding the whole file again (the service answers 409 for records it has)",
                 self.cursor_path,
                 self.audit_path,
             )
@@ -176,7 +177,7 @@ class AuditForwarder:
         except asyncio.QueueFull:
             if self.dropped == 0:
                 logger.warning(
-                    "audit forwarding queue full (blux-guard slow or down); "
+                    "audit forwarding queue full (the audit service is slow or down); "
                     "the records stay in %s and are sent from there later",
                     self.audit_path,
                 )

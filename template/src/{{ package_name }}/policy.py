@@ -1,14 +1,15 @@
-"""Run-time enforcement of the doctrine policy.
+"""Run-time enforcement of the module's policy.
 
 The manifest says what the module *can* do; the policy says what the operator
-*allows* here. Every check reads both, so a policy can narrow but never widen.
+*allows* here (BLUX: doctrine.policy.json; Lift OS: module.json itself, so the
+policy is what it declares). Every check reads both, so a policy can narrow but
+never widen.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
 
-from .constants import POLICY_FILE
 from .errors import PolicyViolation, StartupError
 from .manifest import Manifest, Policy
 from .settings import Settings, env_name
@@ -47,7 +48,7 @@ class PolicyEnforcer:
             )
         if event_type not in self.policy.may_produce:
             raise PolicyViolation(
-                f"event {event_type!r} is not allowed by {POLICY_FILE} events.may_produce"
+                f"event {event_type!r} is not allowed by {self.policy.source} events.may_produce"
             )
 
     def check_consume(self, event_type: str) -> None:
@@ -58,7 +59,7 @@ class PolicyEnforcer:
             )
         if event_type not in self.policy.may_consume:
             raise PolicyViolation(
-                f"event {event_type!r} is not allowed by {POLICY_FILE} events.may_consume"
+                f"event {event_type!r} is not allowed by {self.policy.source} events.may_consume"
             )
 
     # Audit ------------------------------------------------------------------
@@ -87,6 +88,7 @@ class PolicyEnforcer:
         if settings.max_concurrent_tasks > limit:
             raise StartupError(
                 f"{env_name('max_concurrent_tasks')}={settings.max_concurrent_tasks} exceeds "
-                f"the doctrine policy limit limits.max_concurrent_tasks={limit} "
-                f"({settings.manifest_dir / POLICY_FILE}); lower the setting or raise the limit"
+                f"the limit {self.policy.max_tasks_field}={limit} "
+                f"({settings.manifest_dir / self.policy.source}); "
+                "lower the setting or raise the limit"
             )

@@ -1,11 +1,13 @@
-"""The platform registry (blux-lite): registration and service discovery.
+"""The platform registry: registration and service discovery.
 
-Contract with the registry (docs/integration.md):
-  POST   {BLUX_LITE_URL}/v1/modules             body {name, version, type, endpoint,
-         capabilities, apis: {provided, required}, events: {consumes, produces}}
+Contract with the registry (docs/integration.md; paths in constants.py):
+  POST   {registry}{REGISTRY_MODULES_PATH}             body: integration.registration()
          -> 201 (or 200) {"module_id": "..."}
-  DELETE {BLUX_LITE_URL}/v1/modules/{module_id} -> 204 (404: already gone, fine)
-  GET    {BLUX_LITE_URL}/v1/services            -> 200 {"<name>": {"endpoint": "<url>", ...}}
+  DELETE {registry}{REGISTRY_MODULES_PATH}/{module_id} -> 204 (404: already gone, fine)
+  GET    {registry}{REGISTRY_SERVICES_PATH}            -> 200, the registered services as
+         {"<name>": {"endpoint": "<url>", ...}}, or a list (alone or under "modules" or
+         "services") of {"name": ..., "endpoint": ...}
+Every call carries ``Authorization: Bearer <token>`` when a service token is set.
 
 Registration runs in a background task with exponential back-off and never
 delays start-up. Readiness does not wait for it either: /ready answers "can
@@ -25,13 +27,14 @@ from typing import Any
 
 import httpx
 
+from .constants import REGISTRY_MODULES_PATH, REGISTRY_NAME, REGISTRY_SERVICES_PATH
 from .errors import PlatformUnavailable
 from .retry import backoff_delays
 
 logger = logging.getLogger(__name__)
 
-MODULES_PATH = "/v1/modules"
-SERVICES_PATH = "/v1/services"
+MODULES_PATH = REGISTRY_MODULES_PATH
+SERVICES_PATH = REGISTRY_SERVICES_PATH
 
 
 def _problem(response: httpx.Response) -> str:
@@ -40,7 +43,7 @@ def _problem(response: httpx.Response) -> str:
 
 
 class RegistryClient:
-    """Registers this module with blux-lite, deregisters it, and reads the service list."""
+    """Registers this module with the registry, deregisters it, and reads the service list."""
 
     def __init__(
         self,
@@ -50,8 +53,10 @@ class RegistryClient:
         timeout: float,
         retry_initial: float,
         retry_max: float,
+        token: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.registration = dict(registration)
         self.timeout = timeout
         self.retry_initial = retry_initial
@@ -65,12 +70,14 @@ class RegistryClient:
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
             # One pooled client for every registry call; created inside the event loop.
-            self._client = httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout)
+            self._client = httpx.AsyncClient(
+                base_url=self.base_url, timeout=self.timeout, headers=self._headers
+            )
         return self._client
 
     def start(self) -> None:
         """Begin registering in the background; returns at once."""
-        self._task = asyncio.create_task(self._register(), name="blux-lite-registration")
+        self._task = asyncio.create_task(self._register(), name="registration")
 
     async def _register(self) -> None:
         delays = backoff_delays(self.retry_initial, self.retry_max)
@@ -82,7 +89,9 @@ class RegistryClient:
                 if module_id is not None:
                     self.module_id = module_id
                     self.registered.set()
-                    logger.info("registered with blux-lite at %s as %s", self.base_url, module_id)
+                    logger.info(
+                        "registered with %s at %s as %s", REGISTRY_NAME, self.base_url, module_id
+                    )
                     return
                 problem = (
                     _problem(response)
@@ -94,7 +103,8 @@ class RegistryClient:
             delay = next(delays)
             log = logger.warning if self.attempts == 1 or self.attempts % 10 == 0 else logger.debug
             log(
-                "registration with blux-lite at %s failed (%s, attempt %d); retrying in %.2fs",
+                "registration with %s at %s failed (%s, attempt %d); retrying in %.2fs",
+                REGISTRY_NAME,
                 self.base_url,
                 problem,
                 self.attempts,
@@ -115,16 +125,17 @@ class RegistryClient:
                 async with asyncio.timeout(deadline):
                     response = await self._http().delete(f"{MODULES_PATH}/{module_id}")
                 if response.status_code in (200, 202, 204, 404):
-                    logger.info("deregistered %s from blux-lite", module_id)
+                    logger.info("deregistered %s from %s", module_id, REGISTRY_NAME)
                     self.module_id = None
                     self.registered.clear()
                 else:
                     logger.warning("deregistration of %s: %s", module_id, _problem(response))
             except (httpx.HTTPError, TimeoutError) as exc:
                 logger.warning(
-                    "deregistration of %s from blux-lite failed (%s); the registry will "
+                    "deregistration of %s from %s failed (%s); the registry will "
                     "keep listing it until it notices",
                     module_id,
+                    REGISTRY_NAME,
                     type(exc).__name__,
                 )
         if self._client is not None:
@@ -136,13 +147,7 @@ class RegistryClient:
         response = await self._http().get(SERVICES_PATH)
         if response.status_code != 200:
             raise ValueError(_problem(response))
-        body = response.json()
-        if not isinstance(body, dict) or not all(
-            isinstance(entry, dict) and isinstance(entry.get("endpoint"), str)
-            for entry in body.values()
-        ):
-            raise ValueError('answer is not {"<name>": {"endpoint": "<url>", ...}}')
-        return {str(name): dict(entry) for name, entry in body.items()}
+        return service_entries(response.json())
 
     def status(self) -> dict[str, Any]:
         return {
@@ -151,6 +156,25 @@ class RegistryClient:
             "module_id": self.module_id,
             "attempts": self.attempts,
         }
+
+
+def service_entries(body: Any) -> dict[str, dict[str, Any]]:
+    """The service list by name, from either shape the contract allows; ValueError otherwise."""
+    if isinstance(body, dict):
+        listed = body.get("modules", body.get("services"))
+        if isinstance(listed, list):
+            body = listed
+    if isinstance(body, list):
+        if all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in body):
+            body = {entry["name"]: entry for entry in body}
+        else:
+            raise ValueError('listed services need a "name"')
+    if not isinstance(body, dict) or not all(
+        isinstance(entry, dict) and isinstance(entry.get("endpoint"), str)
+        for entry in body.values()
+    ):
+        raise ValueError('answer is not {"<name>": {"endpoint": "<url>", ...}} or a list of them')
+    return {str(name): dict(entry) for name, entry in body.items()}
 
 
 def _module_id(response: httpx.Response) -> str | None:
@@ -176,7 +200,7 @@ class Services:
         if entry is None:
             known = ", ".join(sorted(self.entries)) or "none"
             raise PlatformUnavailable(
-                f"service {name!r} is not registered with blux-lite (known: {known})"
+                f"service {name!r} is not registered with {REGISTRY_NAME} (known: {known})"
             )
         return str(entry["endpoint"])
 
@@ -187,8 +211,8 @@ class DiscoveryClient:
     Within ``ttl`` seconds of a fetch the cached list is served. When the
     registry then fails, the last good list is served marked ``stale`` (and the
     registry is asked again only after another ``ttl``); with no good answer ever,
-    PlatformUnavailable explains why. Without a registry (no BLUX_LITE_URL) every
-    lookup raises PlatformUnavailable saying so.
+    PlatformUnavailable explains why. Without a registry URL every lookup raises
+    PlatformUnavailable saying so.
     """
 
     def __init__(
@@ -197,7 +221,7 @@ class DiscoveryClient:
         *,
         ttl: float,
         clock: Callable[[], float] = time.monotonic,
-        setting_name: str = "BLUX_LITE_URL",
+        setting_name: str = "the registry URL",
     ) -> None:
         self.registry = registry
         self.ttl = ttl
@@ -230,12 +254,13 @@ class DiscoveryClient:
                 self._failed_at = now
                 if cache is None:
                     raise PlatformUnavailable(
-                        f"service discovery: the blux-lite registry at {self.registry.base_url} "
+                        f"service discovery: {REGISTRY_NAME} at {self.registry.base_url} "
                         f"cannot answer ({problem}) and there is no earlier answer to fall "
                         "back on"
                     ) from None
                 logger.warning(
-                    "service discovery: blux-lite failed (%s); serving the list from %.0fs ago",
+                    "service discovery: %s failed (%s); serving the list from %.0fs ago",
+                    REGISTRY_NAME,
                     problem,
                     now - cache.fetched_at,
                 )
