@@ -47,9 +47,10 @@ def test_site_builds_strict_without_warnings(tmp_path: Path) -> None:
     assert "WARNING" not in output, output
     site = tmp_path / "site"
     assert (site / "index.html").exists()
-    # The questions reference is built from the generated page, pipes and all.
+    # The questions reference is built from the generated page: per-platform defaults, table intact.
     questions = (site / "questions" / "index.html").read_text("utf-8")
-    assert "module_name | package_name" in questions.replace("&#124;", "|")
+    assert "Lift OS: <code>my_liftos_module</code>" in questions
+    assert "(Lift OS only)" in questions
     assert "\\|" not in questions
     assert "/v&lt;N&gt;/" in questions
     # The architecture diagram: a mermaid block, and its plain-text twin for offline readers.

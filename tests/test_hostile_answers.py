@@ -41,9 +41,12 @@ sys.path.insert(0, str(REPO))
 
 from extensions import naming, validation
 
+# Both platforms' schemas share $defs and the fields they have in common
+# (tests/test_extensions.py checks), so any of them resolves a shared node.
 SCHEMA = validation.manifest_schema()
 QUESTIONS = validation.questions()
-FIELDS = validation.question_fields()
+FIELDS = {name: field for p in validation.PLATFORMS for name, field in validation.question_fields(p).items()}
+KSE_DETAILS = ("memory_types", "search_capabilities", "kse_index_prefix", "kse_batch_size")
 ANSWERABLE = [name for name in QUESTIONS if not validation.computed(name)]
 
 # Text the escaping rules exist for: quotes, backslashes, Jinja and shell syntax,
@@ -163,6 +166,8 @@ def as_data(question: str, value: Any) -> st.SearchStrategy[Any]:
     if kind == "bool":
         words = ["true", "yes", "on", "1"] if value else ["false", "no", "off", "0"]
         return st.sampled_from([value, *words])
+    if QUESTIONS[question].get("multiselect"):
+        return st.sampled_from([value, json.dumps(value)])
     return st.just(value)
 
 
@@ -172,8 +177,16 @@ def accepted_values(draw: st.DrawFn) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name in ANSWERABLE:
         spec = QUESTIONS[name]
+        if name != "platform" and not validation.applies(name, values["platform"]):
+            continue  # another platform's question: not asked, and refused if given
+        if name in KSE_DETAILS and not values["kse_enabled"]:
+            continue  # asked only while the memory is on
         if name == "platform":
-            values[name] = draw(st.sampled_from(validation.PLATFORMS_READY))
+            values[name] = draw(st.sampled_from(validation.PLATFORMS))
+        elif name == "search_capabilities":
+            values[name] = draw(st.lists(st.sampled_from(choices_of(name)), min_size=1, unique=True))
+        elif name == "memory_types":
+            values[name] = draw(unique_list(name).filter(bool))
         elif name == "module_name":
             values[name] = draw(from_rule(node_of(name)).filter(lambda n: package_ok(naming.package_name(n))))
         elif name == "package_name":
@@ -184,7 +197,7 @@ def accepted_values(draw: st.DrawFn) -> dict[str, Any]:
                 values[name] = chosen
         elif name in ("description", "author_name"):
             values[name] = draw(free_text(node_of(name)))
-        elif name in ("module_version", "author_email"):
+        elif name in ("module_version", "author_email", "kse_index_prefix"):
             values[name] = draw(from_rule(node_of(name)))
         elif name == "apis_provided":
             apis = draw(unique_list(name))
@@ -217,6 +230,8 @@ def cross_field_violations(values: Mapping[str, Any]) -> list[str]:
         violated.append("audit_level")
     if values["module_type"] == "connector" and not values["apis_required"]:
         violated.append("apis_required")
+    if values["platform"] == "liftos" and values["kse_enabled"]:
+        violated += [name for name in ("memory_types", "search_capabilities") if not values[name]]
     return violated
 
 
@@ -263,17 +278,33 @@ def schema_errors(instance: Any, schema_path: Path) -> list[str]:
 def check_project(dst: Path, values: Mapping[str, Any]) -> None:
     package = values.get("package_name") or naming.package_name(values["module_name"])
     schemas = dst / "src" / package / "schemas"
-    manifest = json.loads((dst / "manifests" / "module.manifest.json").read_text("utf-8"))
-    policy = json.loads((dst / "manifests" / "doctrine.policy.json").read_text("utf-8"))
-    assert schema_errors(manifest, schemas / "module.manifest.schema.json") == []
-    assert schema_errors(policy, schemas / "doctrine.policy.schema.json") == []
-    # What was asked is what was written, hostile text included.
-    assert manifest["module"]["name"] == values["module_name"]
-    assert manifest["module"]["description"] == values["description"]
-    assert manifest["module"]["author"] == {"name": values["author_name"], "email": values["author_email"]}
+    if values["platform"] == "blux":
+        manifest = json.loads((dst / "manifests" / "module.manifest.json").read_text("utf-8"))
+        policy = json.loads((dst / "manifests" / "doctrine.policy.json").read_text("utf-8"))
+        assert schema_errors(manifest, schemas / "module.manifest.schema.json") == []
+        assert schema_errors(policy, schemas / "doctrine.policy.schema.json") == []
+        # What was asked is what was written, hostile text included.
+        module, author = manifest["module"], manifest["module"]["author"]
+        assert (author["name"], author["email"]) == (values["author_name"], values["author_email"])
+        port = manifest["runtime"]["port"]
+    else:
+        manifest = module = json.loads((dst / "manifests" / "module.json").read_text("utf-8"))
+        assert schema_errors(manifest, schemas / "module.schema.json") == []
+        assert (module["author"], module["author_email"]) == (values["author_name"], values["author_email"])
+        port = manifest["configuration"]["port"]
+        kse = manifest["kse_integration"]
+        assert kse["enabled"] == values["kse_enabled"]
+        if values["kse_enabled"]:
+            assert kse["memory_types"] == values["memory_types"]
+            # Copier keeps a multiselect answer in the choices' order.
+            assert kse["search_capabilities"] == [
+                c for c in choices_of("search_capabilities") if c in values["search_capabilities"]
+            ]
+    assert module["name"] == values["module_name"]
+    assert module["description"] == values["description"]
     assert manifest["integration"]["apis"]["provided"] == values["apis_provided"]
     assert manifest["runtime"]["package"] == package
-    assert manifest["runtime"]["port"] == values["port"]
+    assert port == values["port"]
 
     parsers: dict[str, Callable[[str], Any]] = {
         ".py": lambda text: compile(text, "<generated>", "exec", dont_inherit=True),
@@ -349,9 +380,15 @@ def test_accepted_answers_render_a_valid_project(tmp_path: Path, data: st.DataOb
 @given(st.data())
 def test_cross_field_violations_name_the_first_rule_broken(tmp_path: Path, data: st.DataObject) -> None:
     values = data.draw(accepted_values(), label="values")
-    rule = data.draw(st.sampled_from(["authentication", "audit_level", "apis_required"]), label="rule")
+    rules = ["authentication", "audit_level", "apis_required", "memory_types", "search_capabilities"]
+    rule = data.draw(st.sampled_from(rules), label="rule")
     if rule == "apis_required":
         values.update(module_type="connector", apis_required=[])
+    elif rule in ("memory_types", "search_capabilities"):
+        # Lift OS with the memory on; the other KSE answers valid.
+        valid = {"memory_types": ["events"], "search_capabilities": ["keyword"], "kse_index_prefix": "p_"}
+        values = {**valid, "kse_batch_size": 10, **values, "platform": "liftos", "kse_enabled": True}
+        values[rule] = []
     else:
         values.update({"data_handling": "encrypted", rule: "none"})
     violated = cross_field_violations(values)
@@ -473,9 +510,15 @@ def broken_value(question: str) -> st.SearchStrategy[Any]:
         )
         return st.one_of(shadowing, broken_string(question))
     if question == "platform":
+        return broken_choice(question)
+    if spec.get("multiselect"):
+        choices = choices_of(question)
         return st.one_of(
-            st.sampled_from([c for c in choices_of(question) if c not in validation.PLATFORMS_READY]),
-            broken_choice(question),
+            st.sampled_from(choices),  # one choice, not a list of them
+            st.lists(st.sampled_from(choices), min_size=1, max_size=2).map(lambda xs: [*xs, xs[0]]),
+            st.tuples(st.lists(st.sampled_from(choices), max_size=2, unique=True), broken_choice(question)).map(
+                lambda t: [*t[0], t[1]]
+            ),
         )
     if question == "apis_provided":
         without_analyze = unique_list(question).filter(lambda xs: "/v1/analyze" not in xs)
@@ -520,6 +563,7 @@ def test_unknown_answers_are_refused(tmp_path: Path, data: st.DataObject) -> Non
 
 
 def test_oracle_covers_every_cross_field_rule() -> None:
-    """cross_field_violations() mirrors the schema's allOf, rule for rule, in order."""
-    named = [rule["x-question"] for rule in SCHEMA.get("allOf", [])]
-    assert named == ["authentication", "audit_level", "apis_required"]
+    """cross_field_violations() mirrors each schema's allOf, rule for rule, in order."""
+    named = {p: [rule["x-question"] for rule in validation.manifest_schema(p)["allOf"]] for p in validation.PLATFORMS}
+    shared = ["authentication", "audit_level", "apis_required"]
+    assert named == {"blux": shared, "liftos": [*shared, "memory_types", "search_capabilities"]}
