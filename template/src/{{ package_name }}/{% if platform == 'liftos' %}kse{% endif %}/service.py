@@ -97,6 +97,12 @@ class MemoryService:
         """Readiness: MemoryUnavailable (503) with the reason when memories cannot be served."""
         await self.backend.check()
 
+    @property
+    def owns_lifecycle(self) -> bool:
+        """Whether expiry and archiving are this module's job (the embedded store) or the
+        memory service's."""
+        return self.backend.kind == "embedded"
+
     def describe(self) -> dict[str, Any]:
         status = self.backend.semantic
         return {
