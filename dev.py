@@ -4,6 +4,8 @@
     python3 dev.py demo   # generate a module from the default answers and show it running
     python3 dev.py test   # run the whole test suite (what CI runs)
 
+    python3 dev.py demo liftos   # the same for a Lift OS module: store an event, find it again
+
 Needs only Python 3.11+ and git.
 """
 
@@ -74,13 +76,17 @@ def http(method: str, url: str, body: object = None, token: str | None = None) -
         return error.code, dict(error.headers), json.loads(error.read() or b"null")
 
 
-def demo() -> int:
+def demo(platform: str = "blux") -> int:
     ensure_venv()
-    out = REPO / ".demo" / "my-blux-module"
+    out = REPO / ".demo" / f"my-{platform}-module"
     shutil.rmtree(out.parent, ignore_errors=True)
-    say(f"generating a module from the default answers into {out}")
+    say(f"generating a {platform} module from the default answers into {out}")
     subprocess.run(
-        [str(BIN / "copier"), "copy", "--trust", "--defaults", "--vcs-ref", "HEAD", "--quiet", str(REPO), str(out)],
+        [
+            *(str(BIN / "copier"), "copy", "--trust", "--defaults", "--vcs-ref", "HEAD", "--quiet"),
+            *("-d", f"platform={platform}"),
+            *(str(REPO), str(out)),
+        ],
         check=True,
     )
     module_venv = out.parent / "venv"
@@ -99,11 +105,13 @@ def demo() -> int:
         ],
         check=True,
     )
-    answers = json.loads((out / "manifests" / "module.manifest.json").read_text("utf-8"))
-    name = answers["module"]["name"]
+    name = f"my-{platform}-module"
     prefix = name.replace("-", "_").upper() + "_"
     port = free_port()
-    env = {**os.environ, f"{prefix}JWT_SECRET": secrets.token_urlsafe(48), f"{prefix}PORT": str(port)}
+    if platform == "liftos":  # configured as the Lift OS guide names it
+        env = {**os.environ, "JWT_SECRET_KEY": secrets.token_urlsafe(48), "MODULE_PORT": str(port)}
+    else:
+        env = {**os.environ, f"{prefix}JWT_SECRET": secrets.token_urlsafe(48), f"{prefix}PORT": str(port)}
     cli = str(module_venv / "bin" / name)
     base = f"http://127.0.0.1:{port}"
     say(f"starting `{name} serve` on {base}")
@@ -125,6 +133,8 @@ def demo() -> int:
         token = subprocess.run(
             [cli, "token", "issue", "--subject", "demo"], cwd=out, env=env, capture_output=True, text=True, check=True
         ).stdout.strip()
+        if platform == "liftos":
+            return memory_flow(base, token)
         body = {"analysis_type": "statistical", "data": {"values": [1, 2, 3, 4, 5]}}
         status, headers, accepted = http("POST", f"{base}/v1/analyze", body, token)
         say(f"POST /v1/analyze {json.dumps(body)} -> {status} {json.dumps(accepted)}")
@@ -147,6 +157,23 @@ def demo() -> int:
         say(f"stopped the module; the project stays in {out}")
 
 
+def memory_flow(base: str, token: str) -> int:
+    """Store an event in the module's KSE memory, then find it by keyword search."""
+    event = {
+        "key": "evt-1",
+        "memory_type": "analytics_data",
+        "value": {"event_type": "login", "note": "signed in from Berlin"},
+        "context": {"org_id": "acme", "user_id": "u1"},
+    }
+    status, _, stored = http("POST", f"{base}/v1/memory", event, token)
+    say(f"POST /v1/memory {json.dumps(event)} -> {status} {json.dumps(stored)}")
+    query = {"query": "Berlin", "context": {"org_id": "acme"}}
+    status, _, found = http("POST", f"{base}/v1/memory/search", query, token)
+    say(f"POST /v1/memory/search {json.dumps(query)} -> {status} {json.dumps(found)}")
+    hits = found.get("results", []) if isinstance(found, dict) else []
+    return 0 if any(hit.get("key") == "evt-1" for hit in hits) else 1
+
+
 def test(args: list[str]) -> int:
     ensure_venv()
     code = subprocess.run([str(BIN / "python"), "-m", "pytest", *args], cwd=REPO, check=False).returncode
@@ -160,7 +187,13 @@ def main() -> int:
     if len(sys.argv) < 2 or sys.argv[1] not in {"demo", "test"}:
         print(__doc__, file=sys.stderr)
         return 2
-    return demo() if sys.argv[1] == "demo" else test(sys.argv[2:])
+    if sys.argv[1] == "test":
+        return test(sys.argv[2:])
+    platform = sys.argv[2] if len(sys.argv) > 2 else "blux"
+    if platform not in {"blux", "liftos"} or len(sys.argv) > 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return demo(platform)
 
 
 if __name__ == "__main__":
