@@ -31,12 +31,11 @@ from uuid import UUID
 
 from .errors import NotReady, RequestRejected, StartupError
 from .settings import env_name
+from .sqlite import open_database
 from .tasks import TaskRecord, TaskStatus
 
 T = TypeVar("T")
 
-# Bump with a migration step in _migrate when the schema changes.
-SCHEMA_VERSION = 1
 
 _SCHEMA_V1 = """
 CREATE TABLE tasks (
@@ -58,6 +57,10 @@ CREATE INDEX tasks_owner ON tasks (owner, seq);
 CREATE INDEX tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX tasks_unfinished ON tasks (status) WHERE status IN ('queued', 'running');
 """
+
+# Version -> the SQL that brings the previous version to it; add one to change the schema.
+_MIGRATIONS = {1: _SCHEMA_V1}
+SCHEMA_VERSION = max(_MIGRATIONS)
 
 _COLUMNS = "seq, id, operation, owner, status, created_at, started_at, finished_at, result, error"
 _UNFINISHED = (TaskStatus.QUEUED.value, TaskStatus.RUNNING.value)
@@ -169,41 +172,7 @@ class TaskStore:
             ) from exc
 
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions
-        try:
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA busy_timeout = 5000")
-            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise sqlite3.OperationalError(f"WAL mode unavailable (journal_mode={mode})")
-            db.execute("PRAGMA synchronous = FULL")
-            self._migrate(db)
-        except BaseException:
-            db.close()
-            raise
-        self._db = db
-
-    def _migrate(self, db: sqlite3.Connection) -> None:
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(
-                f"schema version {version} is newer than this module's ({SCHEMA_VERSION}); "
-                "it was written by a newer release"
-            )
-        if version == SCHEMA_VERSION:
-            return
-        # One script, one transaction: a failure leaves the file as it was.
-        steps = {1: _SCHEMA_V1}
-        script = "".join(steps[v] for v in range(version + 1, SCHEMA_VERSION + 1))
-        try:
-            db.executescript(
-                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
-            )
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+        self._db = open_database(self.path, _MIGRATIONS)
 
     async def close(self) -> None:
         if self._db is not None:

@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 from uuid import uuid4
 
 from ..errors import RequestRejected, StartupError
+from ..sqlite import open_database
 from .config import KseConfig
 from .embedding import NO_EMBEDDER_REASON, checked_vectors, dot, pack, unit, unpack
 from .errors import MemoryUnavailable
@@ -55,8 +56,6 @@ from .text import flatten_value, fts_expression, memory_text
 
 T = TypeVar("T")
 
-# Bump with a migration step in _migrate when the schema changes.
-SCHEMA_VERSION = 1
 
 _SCHEMA_V1 = """
 CREATE TABLE memories (
@@ -85,6 +84,10 @@ CREATE VIRTUAL TABLE memories_fts USING fts5(
     key, body, tags, type, tokenize = 'unicode61 remove_diacritics 2'
 );
 """
+
+# Version -> the SQL that brings the previous version to it; add one to change the schema.
+_MIGRATIONS = {1: _SCHEMA_V1}
+SCHEMA_VERSION = max(_MIGRATIONS)
 
 _COLUMNS = (
     "m.memory_id, m.org_id, m.user_id, m.key, m.type, m.module, m.version, m.index_name, "
@@ -233,41 +236,7 @@ class EmbeddedStore:
                 f"{sqlite3.sqlite_version} lacks: use a Python whose SQLite has FTS5, or set "
                 "MEMORY_SERVICE_URL to use the memory service"
             )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions
-        try:
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA busy_timeout = 5000")
-            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise sqlite3.OperationalError(f"WAL mode unavailable (journal_mode={mode})")
-            db.execute("PRAGMA synchronous = FULL")
-            self._migrate(db)
-        except BaseException:
-            db.close()
-            raise
-        self._db = db
-
-    def _migrate(self, db: sqlite3.Connection) -> None:
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(
-                f"schema version {version} is newer than this module's ({SCHEMA_VERSION}); "
-                "it was written by a newer release"
-            )
-        if version == SCHEMA_VERSION:
-            return
-        steps = {1: _SCHEMA_V1}
-        script = "".join(steps[v] for v in range(version + 1, SCHEMA_VERSION + 1))
-        # One transaction: a failed migration leaves the file as it was.
-        try:
-            db.executescript(
-                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
-            )
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+        self._db = open_database(self.path, _MIGRATIONS)
 
     async def close(self) -> None:
         if self._db is not None:
@@ -382,22 +351,7 @@ class EmbeddedStore:
             return created
 
         _, memory_id, created_at, created = self._transaction(write)
-        record = MemoryRecord(
-            memory_id=memory_id,
-            key=draft.key,
-            value=draft.value,
-            memory_type=draft.memory_type,
-            module=draft.module,
-            version=draft.version,
-            index=draft.index,
-            tags=draft.tags,
-            org_id=draft.org_id,
-            user_id=draft.user_id,
-            created_at=moment(created_at),
-            updated_at=moment(now),
-            indexed_at=moment(now),
-            expires_at=moment(expires),
-        )
+        record = draft.stored(memory_id, created_at=created_at, stored_at=now, expires_at=expires)
         return StoreOutcome(record=record, created=created)
 
     async def cleanup_expired(self) -> int:

@@ -245,21 +245,11 @@ class RemoteStore:
                 f"the memory service at {self.url} stored the memory but sent no memory_id"
             )
         created = response.status_code == 201
-        record = MemoryRecord(
-            memory_id=memory_id,
-            key=draft.key,
-            value=draft.value,
-            memory_type=draft.memory_type,
-            module=draft.module,
-            version=draft.version,
-            index=draft.index,
-            tags=draft.tags,
-            org_id=draft.org_id,
-            user_id=draft.user_id,
-            created_at=moment(now) if created else None,  # an update's creation time is unknown
-            updated_at=moment(now),
-            indexed_at=moment(now),
-            expires_at=moment(expires),
+        record = draft.stored(
+            memory_id,
+            created_at=now if created else None,  # an update's creation time is unknown
+            stored_at=now,
+            expires_at=expires,
         )
         return StoreOutcome(record=record, created=created)
 

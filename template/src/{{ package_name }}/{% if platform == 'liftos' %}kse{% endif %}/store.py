@@ -48,6 +48,32 @@ class MemoryDraft:
     user_id: str | None
     ttl_seconds: int | None = None
 
+    def stored(
+        self,
+        memory_id: str,
+        *,
+        created_at: float | None,
+        stored_at: float,
+        expires_at: float | None,
+    ) -> MemoryRecord:
+        """The record of this draft once stored (Unix seconds; created_at None: unknown)."""
+        return MemoryRecord(
+            memory_id=memory_id,
+            key=self.key,
+            value=self.value,
+            memory_type=self.memory_type,
+            module=self.module,
+            version=self.version,
+            index=self.index,
+            tags=self.tags,
+            org_id=self.org_id,
+            user_id=self.user_id,
+            created_at=moment(created_at),
+            updated_at=moment(stored_at),
+            indexed_at=moment(stored_at),
+            expires_at=moment(expires_at),
+        )
+
 
 @dataclass(frozen=True)
 class MemoryRecord:
