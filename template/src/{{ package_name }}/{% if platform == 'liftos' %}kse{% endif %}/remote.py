@@ -47,7 +47,6 @@ from .store import (
     MemoryRecord,
     SemanticStatus,
     StoreOutcome,
-    moment,
 )
 
 logger = logging.getLogger(__name__)
