@@ -78,9 +78,19 @@ class ModuleEnv:
         self, *args: str, cwd: Path, timeout: float = 600, extra_env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
         env = {**self.env(), **(extra_env or {})}
-        return subprocess.run(
-            list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
-        )
+        try:
+            return subprocess.run(
+                list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            # A failure like any other, with what the command wrote before it was killed
+            # (for a generated pytest: faulthandler's stack dump of the hung test).
+            def text(data: str | bytes | None) -> str:
+                return data.decode(errors="replace") if isinstance(data, bytes) else data or ""
+
+            return subprocess.CompletedProcess(
+                list(args), -9, text(exc.stdout), text(exc.stderr) + f"\n(killed after {timeout:g} s)"
+            )
 
 
 def project_requirements(project: Path) -> list[str]:

@@ -51,7 +51,10 @@ def test_pytest(generated: Any, name: str) -> None:
     # so the answers change little in them: the hand-written sets (every platform and
     # task backend) run them; the pairwise sets run the rest, which is where answers matter.
     only = [] if name in HAND_SETS else ["-m", "not process"]
-    proc = generated(name).run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *only)
+    # A test still running after 120 s gets every thread's stack printed (and the run is
+    # killed at 600 s), so a hang says where it hangs.
+    hang = ["-o", "faulthandler_timeout=120"]
+    proc = generated(name).run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *hang, *only)
     _ok(proc, "pytest")
     assert " passed" in proc.stdout and " failed" not in proc.stdout
 
