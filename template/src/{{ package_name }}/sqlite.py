@@ -1,16 +1,25 @@
-"""The SQLite files the module keeps (tasks; Lift OS memories): how they are opened.
+"""The SQLite files the module keeps (tasks; Lift OS memories): how they are opened and used.
 
 WAL lets readers and the writer overlap; ``synchronous=FULL`` makes a commit
 durable before the caller is told it happened. Each file's schema is versioned
 with ``PRAGMA user_version`` and migrated step by step, in one transaction, so a
-failed migration leaves the file as it was.
+failed migration leaves the file as it was. A store (``SqliteStore``) uses its one
+connection from one dedicated thread: the event loop never waits on disk, and
+work applies in the order it was issued.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from .errors import NotReady, StartupError
+
+T = TypeVar("T")
 
 
 def open_database(path: Path, steps: Mapping[int, str]) -> sqlite3.Connection:
@@ -49,3 +58,66 @@ def _migrate(db: sqlite3.Connection, steps: Mapping[int, str]) -> None:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+
+
+class SqliteStore:
+    """One SQLite file, used only from its own thread through ``_call``.
+
+    Subclasses name themselves (``what``), the 503 error callers get when the file
+    cannot serve (``unavailable``), the failures that mean that (``failures``), and
+    their schema (``migrations``).
+    """
+
+    what: ClassVar[str]
+    unavailable: ClassVar[type[NotReady]]
+    failures: ClassVar[tuple[type[Exception], ...]] = (sqlite3.Error,)
+    migrations: ClassVar[Mapping[int, str]]
+
+    def __init__(self, path: Path, *, thread_name: str) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
+
+    async def _call(self, function: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            # Submitted synchronously: writes reach the thread in call order.
+            future = loop.run_in_executor(self._thread, function, *args)
+        except RuntimeError as exc:  # the thread is shut down: the store was closed
+            raise self.unavailable(f"{self.what} {self.path} is closed") from exc
+        try:
+            return await future
+        except self.failures as exc:
+            raise self.unavailable(f"{self.what} {self.path} failed: {exc}") from exc
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise self.unavailable(f"{self.what} {self.path} is not open")
+        return self._db
+
+    async def open(self) -> None:
+        """Open (or create and migrate) the file; StartupError, with the reason, when it cannot."""
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._open)
+        except (sqlite3.Error, OSError) as exc:
+            raise StartupError(
+                f"cannot open {self.what} {self.path}{self._where()}: {exc}"
+            ) from exc
+
+    def _where(self) -> str:
+        """Which setting places the file, for the message when it cannot be opened."""
+        return ""
+
+    def _open(self) -> None:
+        self._db = open_database(self.path, self.migrations)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
+        self._thread.shutdown(wait=True)
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

@@ -15,23 +15,21 @@ durable before the caller is told the task was accepted.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
 import sqlite3
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
-from .errors import NotReady, RequestRejected, StartupError
+from .errors import NotReady, RequestRejected
 from .settings import env_name
-from .sqlite import open_database
+from .sqlite import SqliteStore
 from .tasks import TaskRecord, TaskStatus
 
 T = TypeVar("T")
@@ -127,8 +125,12 @@ def decode_cursor(cursor: str) -> int:
     return seq
 
 
-class TaskStore:
+class TaskStore(SqliteStore):
     """Task rows in ``path``; all methods are coroutines run in the store's own thread."""
+
+    what = "the task store"
+    unavailable = StoreUnavailable
+    migrations = _MIGRATIONS
 
     def __init__(
         self,
@@ -137,52 +139,12 @@ class TaskStore:
         retention_seconds: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.path = path
+        super().__init__(path, thread_name="task-store")
         self._retention = retention_seconds
         self._clock = clock  # wall clock: retention must hold across restarts
-        self._db: sqlite3.Connection | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="task-store")
 
-    async def _call(self, function: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        try:
-            # Submitted synchronously: writes reach the thread in call order.
-            future = loop.run_in_executor(self._thread, function, *args)
-        except RuntimeError as exc:  # the thread is shut down: the store was closed
-            raise StoreUnavailable(f"the task store {self.path} is closed") from exc
-        try:
-            return await future
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"the task store {self.path} failed: {exc}") from exc
-
-    @property
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise StoreUnavailable("the task store is not open")
-        return self._db
-
-    # Lifecycle --------------------------------------------------------------
-    async def open(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._thread, self._open)
-        except (sqlite3.Error, OSError) as exc:
-            raise StartupError(
-                f"cannot open the task store {self.path} ({env_name('data_dir')}): {exc}"
-            ) from exc
-
-    def _open(self) -> None:
-        self._db = open_database(self.path, _MIGRATIONS)
-
-    async def close(self) -> None:
-        if self._db is not None:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
-        self._thread.shutdown(wait=True)
-
-    def _close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+    def _where(self) -> str:
+        return f" ({env_name('data_dir')})"
 
     # Writes -----------------------------------------------------------------
     async def insert(self, record: TaskRecord, payload: dict[str, Any]) -> None:

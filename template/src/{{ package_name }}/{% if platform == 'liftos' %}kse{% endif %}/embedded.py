@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 from uuid import uuid4
 
 from ..errors import RequestRejected, StartupError
-from ..sqlite import open_database
+from ..sqlite import SqliteStore
 from .config import KseConfig
 from .embedding import NO_EMBEDDER_REASON, checked_vectors, dot, pack, unit, unpack
 from .errors import MemoryUnavailable
@@ -176,18 +176,20 @@ def _fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
-class EmbeddedStore:
+class EmbeddedStore(SqliteStore):
     """MemoryStore on a local SQLite file; all work runs in the store's own thread."""
 
     kind = "embedded"
+    what = "the memory store"
+    unavailable = MemoryUnavailable
+    failures = (sqlite3.Error, OSError)  # disk trouble, in the database or an archive
+    migrations = _MIGRATIONS
 
     def __init__(self, config: KseConfig) -> None:
-        self.path = config.database
+        super().__init__(config.database, thread_name="kse-store")
         self.archive_dir = config.archive_dir
         self._clock = config.clock
         self._embedder = config.embedder
-        self._db: sqlite3.Connection | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kse-store")
         # Embedding is slow CPU work: its own thread keeps the store's thread free
         # for reads and writes meanwhile (and one thread suits models that are
         # not thread-safe).
@@ -203,32 +205,7 @@ class EmbeddedStore:
             return SemanticStatus(available=False, reason=NO_EMBEDDER_REASON)
         return SemanticStatus(available=True)
 
-    async def _call(self, function: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        try:
-            # Submitted synchronously: writes reach the thread in call order.
-            future = loop.run_in_executor(self._thread, function, *args)
-        except RuntimeError as exc:  # the thread is shut down: the store was closed
-            raise MemoryUnavailable(f"the memory store {self.path} is closed") from exc
-        try:
-            return await future
-        except (sqlite3.Error, OSError) as exc:  # disk trouble, in the database or an archive
-            raise MemoryUnavailable(f"the memory store {self.path} failed: {exc}") from exc
-
-    @property
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise MemoryUnavailable(f"the memory store {self.path} is not open")
-        return self._db
-
     # Lifecycle --------------------------------------------------------------
-    async def open(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._thread, self._open)
-        except (sqlite3.Error, OSError) as exc:
-            raise StartupError(f"cannot open the memory store {self.path}: {exc}") from exc
-
     def _open(self) -> None:
         if not fts5_available():
             raise StartupError(
@@ -236,19 +213,12 @@ class EmbeddedStore:
                 f"{sqlite3.sqlite_version} lacks: use a Python whose SQLite has FTS5, or set "
                 "MEMORY_SERVICE_URL to use the memory service"
             )
-        self._db = open_database(self.path, _MIGRATIONS)
+        super()._open()
 
     async def close(self) -> None:
-        if self._db is not None:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
-        self._thread.shutdown(wait=True)
+        await super().close()
         if self._embed_thread is not None:
             self._embed_thread.shutdown(wait=True)
-
-    def _close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
 
     async def check(self) -> None:
         await self._call(self._check)
