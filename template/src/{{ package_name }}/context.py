@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 from contextvars import ContextVar
-from uuid import uuid4
+
+from .ids import new_uuid4
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -30,4 +31,4 @@ def accept_or_new(incoming: bytes | None) -> str:
             text = ""
         if _SANE_ID.match(text):
             return text
-    return str(uuid4())
+    return str(new_uuid4())

@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from .errors import NotReady, QueueFullError, TaskConflict, TaskNotFound
+from .ids import new_uuid4
 
 if TYPE_CHECKING:
     from .store import Page, TaskStore
@@ -67,7 +69,7 @@ def _iso(moment: datetime | None) -> str | None:
 class TaskRecord:
     operation: str
     owner: str | None = None
-    id: UUID = field(default_factory=uuid4)
+    id: UUID = field(default_factory=new_uuid4)
     status: TaskStatus = TaskStatus.QUEUED
     created_at: datetime = field(default_factory=utc_now)
     started_at: datetime | None = None
@@ -190,21 +192,29 @@ class TaskManager:
         self._timeout = timeout_seconds
         self._on_change = on_change
         self._live: dict[UUID, _Live] = {}
+        # Live tasks by state, kept with every change: probes read it in O(1).
+        self._states: Counter[TaskStatus] = Counter()
         self._accepting = True
         self._deadline: float | None = None  # loop time when the shutdown grace ends
         self._grace = 0.0
 
     # Counters ---------------------------------------------------------------
-    def _count(self, status: TaskStatus) -> int:
-        return sum(1 for live in self._live.values() if live.record.status is status)
-
     @property
     def queued(self) -> int:
-        return self._count(TaskStatus.QUEUED)
+        return self._states[TaskStatus.QUEUED]
 
     @property
     def active(self) -> int:
-        return self._count(TaskStatus.RUNNING)
+        return self._states[TaskStatus.RUNNING]
+
+    def _hold(self, live: _Live) -> None:
+        self._live[live.record.id] = live
+        self._states[live.record.status] += 1
+
+    def _release(self, task_id: UUID) -> None:
+        live = self._live.pop(task_id, None)
+        if live is not None:
+            self._states[live.record.status] -= 1
 
     @property
     def accepting(self) -> bool:
@@ -252,17 +262,18 @@ class TaskManager:
                 retry_after=1,
             )
         live = _Live(TaskRecord(operation=operation, owner=owner), payload)
-        self._live[live.record.id] = live  # counts against the bound while it is written
+        self._hold(live)  # counts against the bound while it is written
         try:
             await self._store.insert(live.record, payload)
         except BaseException:
-            del self._live[live.record.id]
+            self._release(live.record.id)
             raise
         self._launch(live)
         return live.record
 
     def _launch(self, live: _Live) -> None:
-        self._live[live.record.id] = live
+        if live.record.id not in self._live:
+            self._hold(live)
         live.task = asyncio.create_task(self._run(live), name=f"task-{live.record.id}")
 
     # Reading ----------------------------------------------------------------
@@ -301,6 +312,10 @@ class TaskManager:
         The in-memory change happens before the first await, so anything the
         event loop runs next already sees it.
         """
+        live = self._live.get(record.id)
+        if live is not None and live.record is record:
+            self._states[record.status] -= 1
+            self._states[status] += 1
         record.status = status
         if status is TaskStatus.RUNNING:
             record.started_at = utc_now()
@@ -357,7 +372,7 @@ class TaskManager:
                 await self._settle(record, TaskStatus.CANCELLED)
             raise
         finally:
-            self._live.pop(record.id, None)
+            self._release(record.id)
 
     async def _execute(self, live: _Live) -> tuple[dict[str, Any] | None, str | None]:
         """Run the processor in a worker thread: (result, None) or (None, reason)."""
