@@ -6,12 +6,17 @@ with ``PRAGMA user_version`` and migrated step by step, in one transaction, so a
 failed migration leaves the file as it was. A store (``SqliteStore``) uses its one
 connection from one dedicated thread: the event loop never waits on disk, and
 work applies in the order it was issued.
+
+Writes are group-committed: every write issued while the thread is busy joins
+the next transaction, so a burst of N writes costs one commit (one fsync)
+instead of N, and each caller still returns only once its write is durable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +25,10 @@ from typing import Any, ClassVar, TypeVar
 from .errors import NotReady, StartupError
 
 T = TypeVar("T")
+# A write queued for the next group commit, and the future its caller awaits.
+_Write = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
+# What the thread hands back per write: (future, value, error).
+_Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
 
 def open_database(path: Path, steps: Mapping[int, str]) -> sqlite3.Connection:
@@ -61,7 +70,8 @@ def _migrate(db: sqlite3.Connection, steps: Mapping[int, str]) -> None:
 
 
 class SqliteStore:
-    """One SQLite file, used only from its own thread through ``_call``.
+    """One SQLite file, used only from its own thread: reads through ``_call``,
+    writes through ``_write`` (group-committed).
 
     Subclasses name themselves (``what``), the 503 error callers get when the file
     cannot serve (``unavailable``), the failures that mean that (``failures``), and
@@ -77,6 +87,9 @@ class SqliteStore:
         self.path = path
         self._db: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
+        self._batch: list[_Write] = []
+        self._batch_lock = threading.Lock()  # the batch is filled by the loop, taken by the thread
+        self._flushing = False  # a flush is queued or running and will take what is added
 
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -89,6 +102,74 @@ class SqliteStore:
             return await future
         except self.failures as exc:
             raise self.unavailable(f"{self.what} {self.path} failed: {exc}") from exc
+
+    async def _write(self, function: Callable[..., T], *args: Any) -> T:
+        """Run ``function(*args)`` in the store's thread inside a transaction shared with
+        the other writes issued meanwhile; returns once that transaction is committed.
+
+        ``function`` must not begin or end a transaction itself. If it raises, only its
+        own changes are rolled back (a savepoint) and only its caller sees the error.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._batch_lock:
+            self._batch.append((function, args, future))
+            start, self._flushing = not self._flushing, True
+        if start:
+            try:
+                self._thread.submit(self._flush, loop)
+            except RuntimeError as exc:  # the thread is shut down: the store was closed
+                with self._batch_lock:
+                    self._batch.clear()
+                    self._flushing = False
+                raise self.unavailable(f"{self.what} {self.path} is closed") from exc
+        try:
+            return await future
+        except self.failures as exc:
+            raise self.unavailable(f"{self.what} {self.path} failed: {exc}") from exc
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """In the store's thread: commit batches until none is waiting."""
+        while True:
+            with self._batch_lock:
+                batch, self._batch = self._batch, []
+                if not batch:
+                    self._flushing = False
+                    return
+            outcomes = self._commit(batch)
+            try:
+                loop.call_soon_threadsafe(_deliver, outcomes)
+            except RuntimeError:  # the loop is gone: nobody is waiting any more
+                return
+
+    def _commit(self, batch: list[_Write]) -> list[_Outcome]:
+        outcomes: list[_Outcome] = []
+        try:
+            db = self._conn
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for function, args, future in batch:
+                    # Read across threads, but only ever set to true by the loop: at
+                    # worst a write whose caller gave up is applied anyway, as before.
+                    if future.cancelled():
+                        continue
+                    db.execute("SAVEPOINT one_write")
+                    try:
+                        value = function(*args)
+                    except Exception as exc:
+                        db.execute("ROLLBACK TO one_write")
+                        outcomes.append((future, None, exc))
+                    else:
+                        outcomes.append((future, value, None))
+                    db.execute("RELEASE one_write")
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except Exception as exc:  # nothing of the batch was committed
+            return [(future, None, exc) for _, _, future in batch]
+        return outcomes
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -121,3 +202,14 @@ class SqliteStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _deliver(outcomes: list[_Outcome]) -> None:
+    """On the event loop: hand each writer its outcome (callers may have gone)."""
+    for future, value, error in outcomes:
+        if future.cancelled():
+            continue
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)

@@ -4,13 +4,15 @@ Every accepted task is written here as ``queued`` before its 202 answer leaves,
 with the validated input its processor needs, so a restart (or a crash) loses
 nothing that was accepted: the next start resumes whatever is still queued or
 was running. Finished tasks keep their result or error for
-TASK_RETENTION_SECONDS and are deleted when the store is next used (no
-clean-up loop); their input is dropped as soon as they finish.
+TASK_RETENTION_SECONDS: reads stop returning them at once, and the next write
+deletes them (at most once a minute; there is no clean-up loop). Their input is
+dropped as soon as they finish.
 
 One connection, used only from one dedicated worker thread: the event loop
 never blocks on disk, and writes apply in the order they were issued. WAL mode
 lets readers and the writer overlap; ``synchronous=FULL`` makes a commit
-durable before the caller is told the task was accepted.
+durable before the caller is told the task was accepted. Writes issued together
+share one commit (sqlite.py).
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ SCHEMA_VERSION = max(_MIGRATIONS)
 
 _COLUMNS = "seq, id, operation, owner, status, created_at, started_at, finished_at, result, error"
 _UNFINISHED = (TaskStatus.QUEUED.value, TaskStatus.RUNNING.value)
+_KEPT = "(finished_at IS NULL OR finished_at > ?)"  # not past retention (parameter: cutoff)
+PRUNE_EVERY_SECONDS = 60.0
 
 
 class StoreUnavailable(NotReady):
@@ -142,6 +146,7 @@ class TaskStore(SqliteStore):
         super().__init__(path, thread_name="task-store")
         self._retention = retention_seconds
         self._clock = clock  # wall clock: retention must hold across restarts
+        self._pruned_at: float | None = None
 
     def _where(self) -> str:
         return f" ({env_name('data_dir')})"
@@ -155,7 +160,7 @@ class TaskStore(SqliteStore):
             record.status.value,
             _epoch(record.created_at),
         )
-        await self._call(self._insert, row, payload)
+        await self._write(self._insert, row, payload)
 
     def _insert(self, row: tuple[Any, ...], payload: dict[str, Any]) -> None:
         # JSON encoding happens here, off the event loop (inputs can be large).
@@ -182,7 +187,7 @@ class TaskStore(SqliteStore):
             int(record.status.finished),
             str(record.id),
         )
-        await self._call(self._update, row, record.result)
+        await self._write(self._update, row, record.result)
 
     def _update(self, row: tuple[Any, ...], result: dict[str, Any] | None) -> None:
         encoded = None
@@ -226,21 +231,30 @@ class TaskStore(SqliteStore):
             for row in rows
         ]
 
-    # Reads ------------------------------------------------------------------
     def _prune(self) -> None:
-        cutoff = self._clock() - self._retention
+        """Delete tasks past retention, at most once every PRUNE_EVERY_SECONDS (in a write)."""
+        now = self._clock()
+        last = self._pruned_at
+        if last is not None and last <= now < last + PRUNE_EVERY_SECONDS:
+            return
+        self._pruned_at = now
         self._conn.execute(
-            "DELETE FROM tasks WHERE finished_at IS NOT NULL AND finished_at <= ?", (cutoff,)
+            "DELETE FROM tasks WHERE finished_at IS NOT NULL AND finished_at <= ?",
+            (now - self._retention,),
         )
+
+    # Reads ------------------------------------------------------------------
+    def _cutoff(self) -> float:
+        """Tasks that finished at or before this moment are past retention: never returned."""
+        return self._clock() - self._retention
 
     async def get(self, task_id: UUID) -> TaskRecord | None:
         return await self._call(self._get, str(task_id))
 
     def _get(self, task_id: str) -> TaskRecord | None:
-        self._prune()
         row = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM tasks WHERE id = ?",  # noqa: S608 - constant
-            (task_id,),
+            f"SELECT {_COLUMNS} FROM tasks WHERE id = ? AND {_KEPT}",  # noqa: S608 - constant
+            (task_id, self._cutoff()),
         ).fetchone()
         return _record(row) if row is not None else None
 
@@ -259,9 +273,8 @@ class TaskStore(SqliteStore):
     def _page(
         self, owner: str | None, status: TaskStatus | None, limit: int, before: int | None
     ) -> Page:
-        self._prune()
-        clauses: list[str] = ["owner IS ?"]
-        params: list[Any] = [owner]
+        clauses: list[str] = ["owner IS ?", _KEPT]
+        params: list[Any] = [owner, self._cutoff()]
         if status is not None:
             clauses.append("status = ?")
             params.append(status.value)
@@ -281,9 +294,12 @@ class TaskStore(SqliteStore):
         )
 
     async def counts(self) -> dict[str, int]:
-        """Stored tasks by status (for operators and tests)."""
+        """Stored tasks within retention, by status (for operators and tests)."""
         return await self._call(self._counts)
 
     def _counts(self) -> dict[str, int]:
-        rows = self._conn.execute("SELECT status, count(*) FROM tasks GROUP BY status")
+        rows = self._conn.execute(
+            f"SELECT status, count(*) FROM tasks WHERE {_KEPT} GROUP BY status",  # noqa: S608 - constant
+            (self._cutoff(),),
+        )
         return {str(status): int(count) for status, count in rows}

@@ -35,9 +35,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from uuid import uuid4
 
 from ..errors import RequestRejected, StartupError
+from ..ids import new_uuid4
 from ..sqlite import SqliteStore
 from .config import KseConfig
 from .embedding import NO_EMBEDDER_REASON, checked_vectors, dot, pack, unit, unpack
@@ -259,7 +259,8 @@ class EmbeddedStore(SqliteStore):
         vector = None
         if self._embedder is not None:
             vector = await self._embed(memory_text(draft.key, draft.value))
-        return await self._call(self._store, draft, vector)
+        # Group-committed (sqlite.py): a burst of stores shares one commit.
+        return await self._write(self._store, draft, vector)
 
     def _store(self, draft: MemoryDraft, vector: list[float] | None) -> StoreOutcome:
         # Encoding happens here, off the event loop (values can be large).
@@ -294,7 +295,7 @@ class EmbeddedStore(SqliteStore):
                 _delete(db, "m.seq = ?", [row["seq"]])
                 row = None
             if row is None:
-                memory_id = str(uuid4())
+                memory_id = str(new_uuid4())
                 cursor = db.execute(
                     "INSERT INTO memories (memory_id, org_id, key, created_at, user_id, type, "
                     "module, version, index_name, tags, value, updated_at, indexed_at, "
@@ -320,7 +321,7 @@ class EmbeddedStore(SqliteStore):
             )
             return created
 
-        _, memory_id, created_at, created = self._transaction(write)
+        _, memory_id, created_at, created = write(self._conn)  # inside _write's transaction
         record = draft.stored(memory_id, created_at=created_at, stored_at=now, expires_at=expires)
         return StoreOutcome(record=record, created=created)
 
@@ -402,7 +403,7 @@ class EmbeddedStore(SqliteStore):
     def _archive_name(now: float, org_id: str | None) -> str:
         stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
         scope = "all" if org_id is None else "org-" + _UNSAFE_IN_NAME.sub("_", org_id)[:64]
-        return f"memories-{stamp}-{scope}-{uuid4().hex[:8]}.jsonl.gz"
+        return f"memories-{stamp}-{scope}-{new_uuid4().hex[:8]}.jsonl.gz"
 
     # Reads ------------------------------------------------------------------
     async def keyword_search(
