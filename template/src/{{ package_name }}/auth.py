@@ -12,6 +12,7 @@ iss and sub are required.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,8 @@ from .errors import StartupError
 from .settings import Settings, env_name
 
 REQUIRED_CLAIMS = ("exp", "iat", "aud", "iss", "sub")
+# Tokens remembered as verified (a client sends the same one until it expires).
+VERIFIED_CACHE_SIZE = 1024
 
 
 class AuthError(Exception):
@@ -55,8 +58,25 @@ class TokenVerifier:
         self._audience = audience
         self._issuer = issuer
         self._leeway = leeway
+        # token -> (expiry, principal). A token that verified once verifies again,
+        # with the same claims, until its exp: the key and the rules are fixed for
+        # the process. Skipping the HMAC and the JSON for it is most of a
+        # request's authentication cost. Only successes are kept; bounded, oldest out.
+        self._verified: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
 
     def verify(self, token: str) -> Principal:
+        known = self._verified.get(token)
+        if known is not None:
+            if time.time() < known[0]:
+                return known[1]
+            del self._verified[token]  # expired: decode again for the exact error
+        principal = self._decode(token)
+        self._verified[token] = (float(principal.claims["exp"]) + self._leeway, principal)
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return principal
+
+    def _decode(self, token: str) -> Principal:
         try:
             claims = jwt.decode(
                 token,
