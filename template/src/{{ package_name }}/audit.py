@@ -218,6 +218,8 @@ class AuditLog:
         self._prev_hash = GENESIS_HASH
         self._size = 0
         self._fd: int | None = None  # O_APPEND descriptor, kept from open() to close()
+        # Lines chained but not yet written, each with the future its writer awaits.
+        self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
 
     @property
     def enabled(self) -> bool:
@@ -235,8 +237,8 @@ class AuditLog:
             os.close(self._fd)
             self._fd = None
 
-    def _append(self, line: bytes) -> None:
-        # One O_APPEND write of a whole line, straight to the page cache: microseconds,
+    def _append(self, lines: bytes) -> None:
+        # One O_APPEND write of whole lines, straight to the page cache: microseconds,
         # so it runs on the event loop (a thread hop, or an open and close per record,
         # each let other threads take the GIL and cost more than the write). Appends
         # follow the file if it is truncated or rewritten in place (copytruncate
@@ -245,9 +247,28 @@ class AuditLog:
         # (see above).
         if self._fd is None:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        view = memoryview(line)
+        view = memoryview(lines)
         while view:
             view = view[os.write(self._fd, view) :]
+
+    def _flush(self) -> None:
+        """Write every pending line at once (scheduled by the first record of a loop step)."""
+        batch, self._pending = self._pending, []
+        try:
+            self._append(b"".join(line for line, _ in batch))
+        except OSError as exc:
+            # Perhaps part of the batch reached the file: chain on from what is there.
+            self._prev_hash, self._size = _last_hash(self.path), _size(self.path)
+            for _, written in batch:
+                if not written.done():
+                    written.set_exception(OSError(exc.errno, exc.strerror, str(self.path)))
+            return
+        for line, written in batch:
+            if self.on_append is not None:
+                self.on_append(self._size, line.decode("utf-8"))
+            self._size += len(line)
+            if not written.done():
+                written.set_result(None)
 
     def build(
         self,
@@ -286,21 +307,21 @@ class AuditLog:
         actor: Mapping[str, Any] | None = None,
         values: Sequence[float] | None = None,
     ) -> str | None:
-        """Append one record; returns its hash (None when the level records nothing)."""
+        """Append one record; returns its hash (None when the level records nothing)
+        once the record is in the file; raises OSError if it could not be written."""
         record = self.build(event, data, actor=actor, values=values)
         if record is None:
             return None
-        # No await from here to the end: chaining and appending happen in one step
-        # of the event loop, so hash order is file order without a lock.
+        # Chained now, written at the end of this loop step together with every other
+        # record made in it (one write for all): hash order is file order, no lock.
         record["prev_hash"] = self._prev_hash
-        record["hash"] = record_hash(record)
-        line = canonical(record) + b"\n"
-        self._append(line)  # raises (and the chain stays where it was) if it cannot
-        self._prev_hash = record["hash"]
-        offset = self._size
-        self._size += len(line)
-        if self.on_append is not None:
-            self.on_append(offset, line.decode("utf-8"))
+        record["hash"] = self._prev_hash = record_hash(record)
+        loop = asyncio.get_running_loop()
+        written: asyncio.Future[None] = loop.create_future()
+        self._pending.append((canonical(record) + b"\n", written))
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush)
+        await written
         return str(record["hash"])
 
     def verify(self) -> int | None:
