@@ -10,6 +10,8 @@ the same uvicorn settings, then prints:
 
   * /health requests per second, module and bare, and their ratio (target >= 0.85)
   * authenticated POST /v1/analyze requests per second, ratio to bare /health (target >= 0.5)
+  * the same POST to the bare app, which only validates the body and answers 202:
+    the framework's own floor for a submission, as context for the ratio above
   * end-to-end task throughput: submit N tasks, poll until every result is readable
   * start-up time from process start to /ready answering 200
   * idle CPU over 10 s (utime+stime from /proc/<pid>/stat) and RSS (VmRSS)
@@ -56,7 +58,10 @@ BODY = json.dumps({"analysis_type": "statistical", "data": {"values": [1, 2, 3, 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 BARE_APP = """
-from fastapi import FastAPI
+from typing import Annotated, Literal
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Response
+from pydantic import BaseModel, Field
 
 app = FastAPI()
 
@@ -64,6 +69,34 @@ app = FastAPI()
 @app.get("/health")
 async def health():
     return {"status": "ok"}
+
+
+# The framework's own floor for a submission: the same body through a pydantic
+# model, one async header dependency, a 202 with a Location; no work at all.
+class Values(BaseModel):
+    values: list[float] = Field(min_length=1)
+
+
+class Analyze(BaseModel):
+    analysis_type: Literal["statistical", "trend"]
+    data: Values
+
+
+class Accepted(BaseModel):
+    task_id: str
+    status: str
+
+
+async def caller(authorization: Annotated[str | None, Header()] = None) -> str:
+    if not authorization:
+        raise HTTPException(401, "a bearer token is required")
+    return authorization
+
+
+@app.post("/v1/analyze", status_code=202, response_model=Accepted)
+async def analyze(body: Analyze, response: Response, who: Annotated[str, Depends(caller)]) -> Accepted:
+    response.headers["Location"] = "/v1/tasks/0"
+    return Accepted(task_id="0", status="queued")
 """
 
 
@@ -406,6 +439,13 @@ def main() -> None:
                         if bad:
                             raise SystemExit(f"{name}: {bad} non-2xx answers")
                         samples[name].append(value)
+                floor = []
+                for _ in range(args.rounds):
+                    value, bad = rate(bare_port, "/v1/analyze", args.duration, args.connections, token, work)
+                    if bad:
+                        raise SystemExit(f"bare POST /v1/analyze: {bad} non-2xx answers")
+                    floor.append(value)
+                samples["floor_submit"] = floor
             results.update({k: statistics.median(v) for k, v in samples.items()})
             submit = []
             for _ in range(args.rounds):
@@ -432,6 +472,7 @@ def main() -> None:
 
         health_ratio = results["health"] / results["bare_health"]
         submit_ratio = results["submit"] / results["bare_health"]
+        floor_ratio = results["floor_submit"] / results["bare_health"]
         mark = lambda ok: "ok" if ok else "BELOW TARGET"  # noqa: E731
         print(f"bare FastAPI /health:           {results['bare_health']:9.0f} req/s")
         print(
@@ -442,6 +483,10 @@ def main() -> None:
             f"module POST /v1/analyze ({'JWT' if authenticated else 'no auth'}): "
             f"{results['submit']:9.0f} req/s   ratio {submit_ratio:.2f} to bare /health "
             f"(target >= 0.5: {mark(submit_ratio >= 0.5)})"
+        )
+        print(
+            f"bare FastAPI POST /v1/analyze (same body model, one header dependency, no work): "
+            f"{results['floor_submit']:.0f} req/s   ratio {floor_ratio:.2f}: the framework's floor"
         )
         print(f"end-to-end tasks ({args.tasks}, submit until result read): {results['e2e']:.0f} tasks/s")
         print(
