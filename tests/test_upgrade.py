@@ -1,9 +1,10 @@
-"""Upgrades: projects generated from the previous release take `copier update` to this one.
+"""Upgrades: projects generated from a past release take `copier update` to this one.
 
-For each answer set: generate from the previous release (tests/releases.yml),
-commit, make user edits in code, docs and settings, update to the current
-template, and check that the edits survive, the answers are kept, every
-conflict is reported, and the project's own tests still pass.
+For each answer set: generate from the newest release (tests/releases.yml) that
+renders its platform (the "default" set also from every older one), commit,
+make user edits in code, docs and settings, update to the current template,
+and check that the edits survive, the answers are kept, every conflict is
+reported, and the project's own tests still pass.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ from typing import Any
 import copier
 import pytest
 import yaml
-from conftest import ANSWER_SETS, HAND_SETS, REPO, ModuleEnv, by_set, harness_lock
+from conftest import ANSWER_SETS, HAND_SETS, REPO, ModuleEnv, harness_lock
 
-RELEASES = yaml.safe_load((REPO / "tests" / "releases.yml").read_text("utf-8"))
-PREVIOUS = f"v{RELEASES['previous']['version']}"
+RELEASES: list[dict[str, Any]] = yaml.safe_load((REPO / "tests" / "releases.yml").read_text("utf-8"))
 CURRENT = "v999.0.0"  # above any real release, so Copier's "latest" is this one
 GIT = ["git", "-c", "user.name=modforge tests", "-c", "user.email=tests@modforge.invalid", "-c", "commit.gpgsign=false"]
 
@@ -32,7 +32,7 @@ def git(cwd: Path, *args: str) -> str:
 
 @pytest.fixture(scope="session")
 def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A clone tagged with the previous release and the working tree as the current one."""
+    """A clone tagged with every release and the working tree as the current one."""
     clone = tmp_path_factory.mktemp("template") / "modforge"
     subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
     # The working tree, uncommitted changes included, is what "current" means here.
@@ -49,7 +49,8 @@ def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
             (clone / rel).unlink()
     git(clone, "add", "-A")
     git(clone, "commit", "-q", "--allow-empty", "-m", "current working tree")
-    git(clone, "tag", PREVIOUS, RELEASES["previous"]["commit"])
+    for release in RELEASES:
+        git(clone, "tag", f"v{release['version']}", release["commit"])
     git(clone, "tag", CURRENT)
     return clone
 
@@ -113,25 +114,46 @@ def tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file() and ".git" not in p.parts}
 
 
-@pytest.mark.parametrize("name", by_set())
-def test_update_from_previous_release(
-    template_repo: Path, tmp_path: Path, module_env: ModuleEnv, generated: Any, name: str
+def starts(name: str) -> list[str]:
+    """The release versions an answer set updates from: the newest that renders its platform,
+    and for "default" every older one too, so the long path keeps being tested."""
+    platform = ANSWER_SETS[name].get("platform", "blux")
+    versions = [r["version"] for r in RELEASES if platform in r["platforms"]]
+    return versions if name == "default" else versions[-1:]
+
+
+def upgrades() -> list[Any]:
+    """(answer set, release) pairs, each pinned to the set's xdist worker group like by_set()."""
+    params = []
+    for name in sorted(ANSWER_SETS):
+        versions: list[str | None] = [*starts(name)] or [None]  # None: no release renders its platform
+        for version in versions:
+            # The newest start keeps the set's own id: its cell in the summary table.
+            test_id = name if version == versions[-1] else f"{name}-from-{version}"
+            params.append(pytest.param(name, version, id=test_id, marks=pytest.mark.xdist_group(name)))
+    return params
+
+
+@pytest.mark.parametrize(("name", "version"), upgrades())
+def test_update_from_release(
+    template_repo: Path, tmp_path: Path, module_env: ModuleEnv, generated: Any, name: str, version: str | None
 ) -> None:
     answers = ANSWER_SETS[name]
-    platform = answers.get("platform", "blux")
-    if platform not in RELEASES["previous"]["platforms"]:
-        pytest.skip(f"{platform} modules are new since {PREVIOUS}: no earlier release to update from")
+    if version is None:
+        platform = answers.get("platform", "blux")
+        pytest.skip(f"no release in tests/releases.yml renders {platform} modules: nothing to update from")
+    release = f"v{version}"
     project = tmp_path / "project"
-    # The previous release refuses answers to questions it does not have yet.
-    added = questions(template_repo, CURRENT) - questions(template_repo, PREVIOUS)
-    generate(template_repo, project, {k: v for k, v in answers.items() if k not in added}, PREVIOUS)
+    # A release refuses answers to questions it does not have yet.
+    added = questions(template_repo, CURRENT) - questions(template_repo, release)
+    generate(template_repo, project, {k: v for k, v in answers.items() if k not in added}, release)
     stored_before = yaml.safe_load((project / ".copier-answers.yml").read_text("utf-8"))
     package = stored_before["package_name"]
     make_user_edits(project, package)
     git(project, "add", "-A")
     git(project, "commit", "-q", "-m", "our edits")
 
-    # Questions added since the previous release are answered on the command
+    # Questions added since that release are answered on the command
     # line (`copier update -d task_backend=redis`), as a user would; the rest
     # take their defaults.
     copier.run_update(
