@@ -15,6 +15,7 @@ instead of N, and each caller still returns only once its write is durable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping
@@ -129,18 +130,26 @@ class SqliteStore:
             raise self.unavailable(f"{self.what} {self.path} failed: {exc}") from exc
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        """In the store's thread: commit batches until none is waiting."""
-        while True:
-            with self._batch_lock:
-                batch, self._batch = self._batch, []
-                if not batch:
-                    self._flushing = False
-                    return
-            outcomes = self._commit(batch)
+        """In the store's thread: commit the waiting batch. Writes that arrive meanwhile
+        form the next batch, queued behind any read issued meanwhile, so a steady
+        stream of writes cannot hold reads back."""
+        with self._batch_lock:
+            batch, self._batch = self._batch, []
+        outcomes = self._commit(batch)
+        with self._batch_lock:
+            more = bool(self._batch)
+            self._flushing = more
+        if more:
             try:
-                loop.call_soon_threadsafe(_deliver, outcomes)
-            except RuntimeError:  # the loop is gone: nobody is waiting any more
-                return
+                self._thread.submit(self._flush, loop)
+            except RuntimeError:  # closed meanwhile: these writes will never run
+                with self._batch_lock:
+                    rest, self._batch = self._batch, []
+                    self._flushing = False
+                closed = self.unavailable(f"{self.what} {self.path} is closed")
+                outcomes += [(future, None, closed) for _, _, future in rest]
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(_deliver, outcomes)
 
     def _commit(self, batch: list[_Write]) -> list[_Outcome]:
         outcomes: list[_Outcome] = []
