@@ -355,14 +355,16 @@ class TaskManager:
                     return  # draining: it stays queued, stored, for the next start
                 await self._settle(record, TaskStatus.RUNNING)
                 result, error = await self._execute(live)
-                if record.status.finished:
-                    return  # cancelled by a caller meanwhile
-                if error is None:
-                    record.result = result
-                    await self._settle(record, TaskStatus.SUCCEEDED)
-                else:
-                    record.error = error
-                    await self._settle(record, TaskStatus.FAILED)
+            # The slot bounds running work, so it is free while the outcome is stored
+            # (the in-memory status changes before _settle's first await).
+            if record.status.finished:
+                return  # cancelled by a caller meanwhile
+            if error is None:
+                record.result = result
+                await self._settle(record, TaskStatus.SUCCEEDED)
+            else:
+                record.error = error
+                await self._settle(record, TaskStatus.FAILED)
         except asyncio.CancelledError:
             if live.requeue:
                 if record.status is TaskStatus.RUNNING:
