@@ -420,6 +420,16 @@ def main() -> None:
             "warning",
         ]
 
+        def submissions(name: str, port_: int) -> list[float]:
+            """Authenticated POST /v1/analyze rates, one per round."""
+            values = []
+            for _ in range(args.rounds):
+                value, bad = rate(port_, "/v1/analyze", args.duration, args.connections, token, work)
+                if bad:
+                    raise SystemExit(f"{name}: {bad} non-2xx answers")
+                values.append(value)
+            return values
+
         results: dict[str, float] = {}
         with server(module_cmd, module_env, f"http://127.0.0.1:{port}/ready") as (pid, startup):
             results["startup"] = startup
@@ -439,20 +449,9 @@ def main() -> None:
                         if bad:
                             raise SystemExit(f"{name}: {bad} non-2xx answers")
                         samples[name].append(value)
-                floor = []
-                for _ in range(args.rounds):
-                    value, bad = rate(bare_port, "/v1/analyze", args.duration, args.connections, token, work)
-                    if bad:
-                        raise SystemExit(f"bare POST /v1/analyze: {bad} non-2xx answers")
-                    floor.append(value)
-                samples["floor_submit"] = floor
+                samples["floor_submit"] = submissions("bare POST /v1/analyze", bare_port)
             results.update({k: statistics.median(v) for k, v in samples.items()})
-            submit = []
-            for _ in range(args.rounds):
-                value, bad = rate(port, "/v1/analyze", args.duration, args.connections, token, work)
-                if bad:
-                    raise SystemExit(f"/v1/analyze: {bad} non-2xx answers")
-                submit.append(value)
+            submit = submissions("/v1/analyze", port)
             results["submit"] = statistics.median(submit)
             # Let the backlog the rate run queued drain before the end-to-end figure.
             drain_start = time.perf_counter()
