@@ -4,12 +4,14 @@ WAL lets readers and the writer overlap; ``synchronous=FULL`` makes a commit
 durable before the caller is told it happened. Each file's schema is versioned
 with ``PRAGMA user_version`` and migrated step by step, in one transaction, so a
 failed migration leaves the file as it was. A store (``SqliteStore``) uses its one
-connection from one dedicated thread: the event loop never waits on disk, and
-work applies in the order it was issued.
+connection from one dedicated thread: the event loop never waits on disk.
 
-Writes are group-committed: every write issued while the thread is busy joins
-the next transaction, so a burst of N writes costs one commit (one fsync)
-instead of N, and each caller still returns only once its write is durable.
+Writes (``_write``) are group-committed: every write issued while the thread is
+busy joins the next transaction, so a burst of N writes costs one commit (one
+fsync) instead of N, and each caller still returns only once its write is
+durable. Writes apply in the order they were issued. Other work (``_call``) runs
+between batches, so it may run before a write issued just ahead of it that has
+not been committed yet; a caller that needs its own write first awaits it.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ class SqliteStore:
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         try:
-            # Submitted synchronously: writes reach the thread in call order.
+            # Submitted synchronously: calls reach the thread in the order they were made.
             future = loop.run_in_executor(self._thread, function, *args)
         except RuntimeError as exc:  # the thread is shut down: the store was closed
             raise self.unavailable(f"{self.what} {self.path} is closed") from exc
