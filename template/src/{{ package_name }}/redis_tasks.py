@@ -77,6 +77,58 @@ OWNER_INDEX_CAP = 10_000
 # Events kept in the platform stream (approximate trim on every publish).
 EVENTS_MAXLEN = 100_000
 
+
+class BlockingReads:
+    """A reader's own Redis connection for its blocking reads, which can be woken to stop.
+
+    A reader is not cancelled in the middle of a Redis command: with redis-py's
+    asyncio client, about one such cancel in a hundred lands while a reply is
+    being read, is swallowed, and leaves the reader waiting forever for a reply
+    that never comes (seen with redis-py 8.1; the bug family of
+    redis/redis-py#2028), which hung shutdown. Instead the reader checks a stop
+    flag between commands, and ``stop`` ends its current blocking read at once
+    with CLIENT UNBLOCK: the read answers "nothing", like a timeout. Where the
+    server refuses CLIENT commands, the read ends at its BLOCK timeout.
+    """
+
+    def __init__(self, client: aioredis.Redis, block_ms: int) -> None:
+        self._shared = client
+        self.client = client.client()  # one connection of the pool, kept for the reader
+        self.block_ms = block_ms
+        self._id: int | None = None
+
+    async def ready(self) -> None:
+        """Learn the connection's id before a blocking read (again after a reconnect)."""
+        if self._id is None:
+            try:
+                self._id = int(await self.client.client_id())
+            except ResponseError:
+                self._id = -1  # CLIENT refused: stop waits for the BLOCK timeout
+
+    def lost(self) -> None:
+        """After an error the connection may be new, with a new id."""
+        self._id = None
+
+    async def stop(self, reader: asyncio.Task[None] | None, what: str) -> None:
+        """Wake ``reader`` (already told to stop) until it ends; cancel only as a last resort."""
+        deadline = asyncio.get_running_loop().time() + self.block_ms / 1000 + 1
+        while reader is not None and not reader.done():
+            if self._id is not None and self._id >= 0:
+                try:
+                    await self._shared.client_unblock(self._id)
+                except RedisError:
+                    self._id = -1
+            # Woken between two commands, the reader sees the flag before the next.
+            await asyncio.wait({reader}, timeout=0.05)
+            if asyncio.get_running_loop().time() > deadline:
+                reader.cancel()
+                done, _ = await asyncio.wait({reader}, timeout=1)
+                if not done:
+                    logger.warning("the %s did not stop; it ends with its connection", what)
+                break
+        await self.client.aclose()
+
+
 _SUBMIT = """
 if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[7]) then return -1 end
 local seq = redis.call('INCR', KEYS[3])
@@ -242,6 +294,7 @@ class RedisTaskManager:
         self._live: dict[UUID, _Live] = {}
         self._runs: set[asyncio.Task[None]] = set()
         self._reader: asyncio.Task[None] | None = None
+        self._reads = BlockingReads(client, self._block_ms)
         self._accepting = True
         self._deadline: float | None = None
         self._grace = 0.0
@@ -251,7 +304,7 @@ class RedisTaskManager:
         self._requeue = client.register_script(_REQUEUE)
         self._renew = client.register_script(_RENEW)
 
-    def _key(self, task_id: UUID) -> str:
+    def _key(self, task_id: UUID | str) -> str:
         return f"{self._prefix}task:{task_id}"
 
     def _owner_key(self, owner: str | None) -> str:
@@ -384,8 +437,11 @@ class RedisTaskManager:
 
     # Taking work ------------------------------------------------------------
     async def _read_loop(self) -> None:
-        while True:
+        while self._accepting:  # cleared by stop_accepting; see BlockingReads
             await self._slots.acquire()
+            if not self._accepting:  # stopped while every slot was busy
+                self._slots.release()
+                return
             try:
                 entry = await self._next()
             except asyncio.CancelledError:
@@ -393,12 +449,19 @@ class RedisTaskManager:
                 raise
             except RedisError as exc:
                 self._slots.release()
+                self._reads.lost()
                 logger.warning("cannot read tasks from Redis (%s); retrying in 1 s", exc)
                 await asyncio.sleep(1)  # back-off while Redis is unreachable
                 continue
             if entry is None:
                 self._slots.release()
                 continue
+            if not self._accepting:
+                # Taken during the last blocking read, after the stop: back to
+                # the stream at once for another replica, not left to time out.
+                self._slots.release()
+                await self._give_back(*entry)
+                return
             run = asyncio.create_task(self._run(*entry), name=f"task-{entry[1]}")
             self._runs.add(run)
             run.add_done_callback(self._runs.discard)
@@ -406,14 +469,16 @@ class RedisTaskManager:
     async def _next(self) -> tuple[str, str] | None:
         """A stale entry of a dead replica if there is one, else the next new one
         (blocking in Redis up to half the claim timeout)."""
-        claimed: Any = await self._redis.xautoclaim(
+        reads = self._reads
+        await reads.ready()
+        claimed: Any = await reads.client.xautoclaim(
             self._stream, GROUP, self.consumer, min_idle_time=self._claim_ms, count=1
         )
         for message_id, fields in claimed[1]:
             if fields:
                 logger.info("taking over task %s from a replica that stopped", fields["task_id"])
                 return message_id, fields["task_id"]
-        answer: Any = await self._redis.xreadgroup(
+        answer: Any = await reads.client.xreadgroup(
             GROUP, self.consumer, {self._stream: ">"}, count=1, block=self._block_ms
         )
         for _, messages in answer or []:
@@ -535,14 +600,20 @@ class RedisTaskManager:
                 logger.warning("could not renew the claim on %s: %s", message_id, exc)
 
     async def _hand_back(self, message_id: str, record: TaskRecord) -> None:
+        if await self._give_back(message_id, str(record.id)):
+            record.status, record.started_at = TaskStatus.QUEUED, None
+
+    async def _give_back(self, message_id: str, task_id: str) -> bool:
+        """Requeue an entry this replica holds as a new one; False if Redis refused."""
         try:
             await self._requeue(
-                keys=[self._key(record.id), self._stream],
-                args=[self.consumer, GROUP, message_id, str(record.id)],
+                keys=[self._key(task_id), self._stream],
+                args=[self.consumer, GROUP, message_id, task_id],
             )
-            record.status, record.started_at = TaskStatus.QUEUED, None
         except RedisError as exc:
-            logger.error("could not hand task %s back (%s): taken over later", record.id, exc)
+            logger.error("could not hand task %s back (%s): taken over later", task_id, exc)
+            return False
+        return True
 
     async def _notify(self, record: TaskRecord) -> None:
         if self._on_change is None:
@@ -576,9 +647,7 @@ class RedisTaskManager:
     # Shutdown ---------------------------------------------------------------
     def stop_accepting(self, grace_seconds: float) -> None:
         """Refuse new tasks and take no more from the stream; the grace starts now."""
-        self._accepting = False
-        if self._reader is not None:
-            self._reader.cancel()
+        self._accepting = False  # the reader ends after its current read
         if self._deadline is None:
             self._grace = grace_seconds
             self._deadline = asyncio.get_running_loop().time() + grace_seconds
@@ -609,8 +678,7 @@ class RedisTaskManager:
             for run in runs:
                 run.cancel()
             await asyncio.gather(*runs, return_exceptions=True)
-        if self._reader is not None:
-            await asyncio.gather(self._reader, return_exceptions=True)
+        await self._reads.stop(self._reader, "task reader")
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -636,6 +704,8 @@ class RedisEventBus:
         self._claim_ms = max(1, round(claim_timeout_seconds * 1000))
         self._block_ms = max(10, min(self._claim_ms // 2, 5000))
         self._reader: asyncio.Task[None] | None = None
+        self._reads = BlockingReads(client, self._block_ms)
+        self._stopping = False
 
     async def publish(self, message: Mapping[str, Any]) -> None:
         fields = {
@@ -658,14 +728,15 @@ class RedisEventBus:
         self._reader = asyncio.create_task(self._consume(handler), name="event-reader")
 
     async def _consume(self, handler: EventHandler) -> None:
-        while True:
+        while not self._stopping:  # see BlockingReads
             try:
-                claimed: Any = await self._redis.xautoclaim(
+                await self._reads.ready()
+                claimed: Any = await self._reads.client.xautoclaim(
                     self.stream, self.group, self.consumer, min_idle_time=self._claim_ms, count=10
                 )
                 messages = [m for m in claimed[1] if m[1]]
                 if not messages:
-                    answer: Any = await self._redis.xreadgroup(
+                    answer: Any = await self._reads.client.xreadgroup(
                         self.group,
                         self.consumer,
                         {self.stream: ">"},
@@ -674,6 +745,7 @@ class RedisEventBus:
                     )
                     messages = [m for _, batch in answer or [] for m in batch]
             except RedisError as exc:
+                self._reads.lost()
                 logger.warning("cannot read events from Redis (%s); retrying in 1 s", exc)
                 await asyncio.sleep(1)
                 continue
@@ -698,6 +770,6 @@ class RedisEventBus:
         return True
 
     async def stop(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
+        """Stop consuming: the batch in hand is handled (and acknowledged) first."""
+        self._stopping = True
+        await self._reads.stop(self._reader, "event reader")
