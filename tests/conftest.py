@@ -156,6 +156,27 @@ def mypy_seed(module_env: ModuleEnv, generated: Any) -> Path:
     return root / "cache"
 
 
+# A generated project's own suite. -v names each test as it starts, and a test still
+# running after 120 s gets every thread's stack printed (the run is killed at 600 s):
+# a hang says which test hangs, and where (hung_at).
+SUITE = ("python", "-m", "pytest", "-v", "-p", "no:cacheprovider", "-o", "faulthandler_timeout=120")
+
+
+def hung_at(output: str) -> str:
+    """From a SUITE run that hung: the test, and the project's own frames of each thread."""
+    if "Timeout (" not in output:
+        return ""
+    before, dump = output.split("Timeout (", 1)
+    started = [line for line in before.splitlines() if "::" in line]
+    ours = [
+        line
+        for line in dump.splitlines()
+        if "Thread 0x" in line or ('File "/' in line and "/site-packages/" not in line and "/lib/python3" not in line)
+    ]
+    test = started[-1].split(" ")[0] if started else "(unknown)"
+    return f"hung in {test}; the project's frames of each thread, innermost first:\n" + "\n".join(ours[:60]) + "\n\n"
+
+
 @dataclass(frozen=True)
 class Generated:
     name: str

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import HAND_SETS, REPO, by_set
+from conftest import HAND_SETS, REPO, SUITE, by_set, hung_at
 from jsonschema import Draft202012Validator
 
 BIN = Path(sys.executable).parent
@@ -34,7 +34,7 @@ SCRIPTS = ["scripts/bootstrap.sh", "scripts/health-check.sh", "scripts/deploy.sh
 
 def _ok(proc: subprocess.CompletedProcess[str], what: str) -> None:
     assert proc.returncode == 0, (
-        f"{what} failed (exit {proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-4000:]}"
+        f"{what} failed (exit {proc.returncode}):\n{hung_at(proc.stdout)}{proc.stdout[-6000:]}\n{proc.stderr[-4000:]}"
     )
 
 
@@ -51,12 +51,10 @@ def test_pytest(generated: Any, name: str) -> None:
     # so the answers change little in them: the hand-written sets (every platform and
     # task backend) run them; the pairwise sets run the rest, which is where answers matter.
     only = [] if name in HAND_SETS else ["-m", "not process"]
-    # A test still running after 120 s gets every thread's stack printed (and the run is
-    # killed at 600 s), so a hang says where it hangs.
-    hang = ["-o", "faulthandler_timeout=120"]
-    proc = generated(name).run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *hang, *only)
+    proc = generated(name).run(*SUITE, *only)
     _ok(proc, "pytest")
-    assert " passed" in proc.stdout and " failed" not in proc.stdout
+    summary = proc.stdout.strip().splitlines()[-1]  # "=== 239 passed in 20.1s ===" (-v names tests above)
+    assert " passed" in summary and " failed" not in summary, summary
 
 
 @pytest.mark.parametrize("name", by_set())

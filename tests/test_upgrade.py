@@ -19,7 +19,7 @@ from typing import Any
 import copier
 import pytest
 import yaml
-from conftest import ANSWER_SETS, HAND_SETS, REPO, ModuleEnv, harness_lock
+from conftest import ANSWER_SETS, HAND_SETS, REPO, SUITE, ModuleEnv, harness_lock, hung_at
 
 RELEASES: list[dict[str, Any]] = yaml.safe_load((REPO / "tests" / "releases.yml").read_text("utf-8"))
 CURRENT = "v999.0.0"  # above any real release, so Copier's "latest" is this one
@@ -215,8 +215,8 @@ def install(module_env: ModuleEnv, project: Path) -> None:
 
 def run_suite(module_env: ModuleEnv, project: Path) -> None:
     install(module_env, project)
-    proc = module_env.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=project)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    proc = module_env.run(*SUITE, cwd=project)
+    assert proc.returncode == 0, hung_at(proc.stdout) + proc.stdout[-4000:] + proc.stderr[-2000:]
 
 
 def test_update_script_reports_conflicts(template_repo: Path, tmp_path: Path) -> None:
