@@ -89,6 +89,10 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError:
             raise AuthError("the token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise AuthError(
+                "the token is not valid yet (iat or nbf in the future: check the issuer's clock)"
+            ) from None
         except jwt.InvalidAudienceError:
             raise AuthError("the token is not meant for this module (audience)") from None
         except jwt.InvalidIssuerError:
