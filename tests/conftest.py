@@ -92,6 +92,15 @@ class ModuleEnv:
                 list(args), -9, text(exc.stdout), text(exc.stderr) + f"\n(killed after {timeout:g} s)"
             )
 
+    def install(self, project: Path) -> None:
+        """Install a generated project (editable, no dependencies: the env has them all)."""
+        with harness_lock():  # pip is not safe to run twice at once on one env
+            proc = self.run(
+                "python", "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                "--no-deps", "--no-build-isolation", "-e", ".", cwd=project,
+            )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+
 
 def project_requirements(project: Path) -> list[str]:
     meta = tomllib.loads((project / "pyproject.toml").read_text("utf-8"))["project"]
@@ -198,13 +207,7 @@ def generated(copie_session: Any, module_env: ModuleEnv) -> Iterator[Any]:
             result = copie_session.copy(extra_answers=ANSWER_SETS[name])
             assert result.exit_code == 0, f"{name}: {result.exception!r}"
             project = result.project_dir
-            with harness_lock():  # pip is not safe to run twice at once on one env
-                install = module_env.run(
-                    "python", "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                    "--no-deps", "--no-build-isolation", "-e", ".",
-                    cwd=project,
-                )  # fmt: skip
-            assert install.returncode == 0, install.stderr
+            module_env.install(project)
             cache[name] = Generated(name, {**result.answers}, project, module_env)
         return cache[name]
 

@@ -19,7 +19,7 @@ from typing import Any
 import copier
 import pytest
 import yaml
-from conftest import ANSWER_SETS, HAND_SETS, REPO, SUITE, ModuleEnv, harness_lock, hung_at
+from conftest import ANSWER_SETS, HAND_SETS, REPO, SUITE, ModuleEnv, hung_at
 
 RELEASES: list[dict[str, Any]] = yaml.safe_load((REPO / "tests" / "releases.yml").read_text("utf-8"))
 CURRENT = "v999.0.0"  # above any real release, so Copier's "latest" is this one
@@ -201,20 +201,11 @@ def test_update_from_release(
         # runs) plus inert edits stands in for it, keeping the harness fast.
         run_suite(module_env, project)
         # Point the shared env back at this set's fresh project for the other checks.
-        install(module_env, generated(name).project)
-
-
-def install(module_env: ModuleEnv, project: Path) -> None:
-    with harness_lock():
-        proc = module_env.run(
-            "python", "-m", "pip", "install", "-q", "--disable-pip-version-check",
-            "--no-deps", "--no-build-isolation", "-e", ".", cwd=project,
-        )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+        module_env.install(generated(name).project)
 
 
 def run_suite(module_env: ModuleEnv, project: Path) -> None:
-    install(module_env, project)
+    module_env.install(project)
     proc = module_env.run(*SUITE, cwd=project)
     assert proc.returncode == 0, hung_at(proc.stdout) + proc.stdout[-4000:] + proc.stderr[-2000:]
 
