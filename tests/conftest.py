@@ -36,6 +36,16 @@ CACHE = REPO / ".cache"
 HAND_SETS: dict[str, dict[str, Any]] = yaml.safe_load((REPO / "tests" / "answer_sets.yml").read_text("utf-8"))
 MATRIX_SETS: dict[str, dict[str, Any]] = yaml.safe_load((REPO / "tests" / "matrix.yml").read_text("utf-8"))
 ANSWER_SETS: dict[str, dict[str, Any]] = {**HAND_SETS, **MATRIX_SETS}
+RELEASES: list[dict[str, Any]] = yaml.safe_load((REPO / "tests" / "releases.yml").read_text("utf-8"))
+
+
+def starts(name: str) -> list[str]:
+    """The release versions an answer set updates from (tests/test_upgrade.py): the newest
+    that renders its platform, and for "default" every older one too, so the long path
+    keeps being tested."""
+    platform = ANSWER_SETS[name].get("platform", "blux")
+    versions = [r["version"] for r in RELEASES if platform in r["platforms"]]
+    return versions if name == "default" else versions[-1:]
 
 
 def by_set(names: list[str] | None = None) -> list[Any]:

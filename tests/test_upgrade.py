@@ -19,9 +19,8 @@ from typing import Any
 import copier
 import pytest
 import yaml
-from conftest import ANSWER_SETS, HAND_SETS, REPO, SUITE, ModuleEnv, hung_at
+from conftest import ANSWER_SETS, HAND_SETS, RELEASES, REPO, SUITE, ModuleEnv, hung_at, starts
 
-RELEASES: list[dict[str, Any]] = yaml.safe_load((REPO / "tests" / "releases.yml").read_text("utf-8"))
 CURRENT = "v999.0.0"  # above any real release, so Copier's "latest" is this one
 GIT = ["git", "-c", "user.name=modforge tests", "-c", "user.email=tests@modforge.invalid", "-c", "commit.gpgsign=false"]
 
@@ -114,14 +113,6 @@ def tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file() and ".git" not in p.parts}
 
 
-def starts(name: str) -> list[str]:
-    """The release versions an answer set updates from: the newest that renders its platform,
-    and for "default" every older one too, so the long path keeps being tested."""
-    platform = ANSWER_SETS[name].get("platform", "blux")
-    versions = [r["version"] for r in RELEASES if platform in r["platforms"]]
-    return versions if name == "default" else versions[-1:]
-
-
 def upgrades() -> list[Any]:
     """(answer set, release) pairs, each pinned to the set's xdist worker group like by_set()."""
     params = []
@@ -193,9 +184,10 @@ def test_update_from_release(
     assert reported == found
 
     if name in HAND_SETS:
-        # The updated project's own suite, on the hand-written sets. For the
-        # pairwise ones, equality with a fresh render (whose suite test_pytest
-        # runs) plus inert edits stands in for it, keeping the harness fast.
+        # The updated project's whole suite, on the hand-written sets, the tests marked
+        # `process` included (test_pytest leaves those to this run: see there). For the
+        # pairwise ones, equality with a fresh render (whose suite test_pytest runs)
+        # plus inert edits stands in for it, keeping the harness fast.
         run_suite(module_env, project)
         # Point the shared env back at this set's fresh project for the other checks.
         module_env.install(generated(name).project)
