@@ -138,7 +138,7 @@ class Search:
 
     A move takes an uncovered pair, writes it into one row (re-drawing other
     answers when the rules refuse the mix) and keeps the change unless it
-    uncovers more than it covers.
+    uncovers more than it covers (or, now and then, even so: that escapes plateaus).
     """
 
     def __init__(self, dims: dict[str, list[Any]], todo: dict[Pair, Row], seed: int) -> None:
@@ -179,7 +179,7 @@ class Search:
             if not missing:
                 return rows
             pair = self.rng.choice(missing)
-            i = self.rng.randrange(size)
+            i = self.rng.randrange(len(rows))  # size, unless too few valid rows were drawn
             a, va, b, vb = pair
             forced = {**self.todo[pair], a: _value(va), b: _value(vb)}
             row = self.complete({**rows[i], **forced}, set(forced))
@@ -188,7 +188,7 @@ class Search:
             gained = self.covers(row) or frozenset()
             lost = [p for p in covered[i] - gained if counts[p] == 1]
             won = [p for p in gained - covered[i] if counts[p] == 0]
-            if len(won) >= len(lost) or self.rng.random() < 0.02:  # a worse move now and then escapes plateaus
+            if len(won) >= len(lost) or self.rng.random() < 0.02:
                 for p in covered[i]:
                     counts[p] -= 1
                 for p in gained:
