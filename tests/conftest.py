@@ -196,6 +196,15 @@ def hung_at(output: str) -> str:
     return f"hung in {test}; the project's frames of each thread, innermost first:\n" + "\n".join(ours[:60]) + "\n\n"
 
 
+def assert_suite_passed(proc: subprocess.CompletedProcess[str]) -> None:
+    """A SUITE run passed; if not, say where it hung (when it did) and show how its output ended."""
+    lines = proc.stdout.strip().splitlines()
+    summary = lines[-1] if lines else ""  # "=== 239 passed in 20.1s ===" (-v names tests above)
+    assert proc.returncode == 0 and " passed" in summary and " failed" not in summary, (
+        f"pytest failed (exit {proc.returncode}):\n{hung_at(proc.stdout)}{proc.stdout[-6000:]}\n{proc.stderr[-4000:]}"
+    )
+
+
 @dataclass(frozen=True)
 class Generated:
     name: str

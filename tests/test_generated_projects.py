@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import HAND_SETS, REPO, SUITE, by_set, hung_at, starts
+from conftest import HAND_SETS, REPO, SUITE, assert_suite_passed, by_set, starts
 from jsonschema import Draft202012Validator
 
 BIN = Path(sys.executable).parent
@@ -35,7 +35,7 @@ SCRIPTS = ["scripts/bootstrap.sh", "scripts/health-check.sh", "scripts/deploy.sh
 
 def _ok(proc: subprocess.CompletedProcess[str], what: str) -> None:
     assert proc.returncode == 0, (
-        f"{what} failed (exit {proc.returncode}):\n{hung_at(proc.stdout)}{proc.stdout[-6000:]}\n{proc.stderr[-4000:]}"
+        f"{what} failed (exit {proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-4000:]}"
     )
 
 
@@ -54,10 +54,7 @@ def test_pytest(generated: Any, name: str) -> None:
     # A hand-written set that updates from a release runs them once, in the updated
     # project (test_upgrade): that tree is this one plus inert user edits, byte for byte.
     only = [] if name in HAND_SETS and not starts(name) else ["-m", "not process"]
-    proc = generated(name).run(*SUITE, *only)
-    _ok(proc, "pytest")
-    summary = proc.stdout.strip().splitlines()[-1]  # "=== 239 passed in 20.1s ===" (-v names tests above)
-    assert " passed" in summary and " failed" not in summary, summary
+    assert_suite_passed(generated(name).run(*SUITE, *only))
 
 
 @pytest.mark.parametrize("name", by_set())

@@ -19,7 +19,7 @@ from typing import Any
 import copier
 import pytest
 import yaml
-from conftest import ANSWER_SETS, HAND_SETS, RELEASES, REPO, SUITE, ModuleEnv, hung_at, starts
+from conftest import ANSWER_SETS, HAND_SETS, RELEASES, REPO, SUITE, ModuleEnv, assert_suite_passed, starts
 
 CURRENT = "v999.0.0"  # above any real release, so Copier's "latest" is this one
 GIT = ["git", "-c", "user.name=modforge tests", "-c", "user.email=tests@modforge.invalid", "-c", "commit.gpgsign=false"]
@@ -195,8 +195,7 @@ def test_update_from_release(
 
 def run_suite(module_env: ModuleEnv, project: Path) -> None:
     module_env.install(project)
-    proc = module_env.run(*SUITE, cwd=project)
-    assert proc.returncode == 0, hung_at(proc.stdout) + proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert_suite_passed(module_env.run(*SUITE, cwd=project))
 
 
 def test_update_script_reports_conflicts(template_repo: Path, tmp_path: Path) -> None:
