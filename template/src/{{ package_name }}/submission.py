@@ -1,0 +1,133 @@
+"""A route class for the busiest POST routes: FastAPI documents them, a lean handler serves them.
+
+FastAPI's per-request machinery (its generic body reading, dependency solving,
+response-model validation and serialisation) is about a third of a task
+submission's CPU. ``SubmissionRoute`` keeps everything FastAPI derives from the
+endpoint's signature (the OpenAPI operation, the body schema, the status code)
+and replaces only the request handler with one that does the same steps for the
+one shape these routes have: a JSON body model, the ``Caller`` dependency and
+optionally the ``Response`` to set headers on. Anything else in the signature
+is refused when the app is built, so a parameter added later cannot be skipped
+silently.
+
+The steps and their order are FastAPI's, so answers do not change: the body's
+JSON is parsed first (422 if it is not JSON), then the caller is authenticated
+(401), then the body is validated (422 with ``body``-prefixed locations), and
+the endpoint's answer is serialised as its declared model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from fastapi import HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
+
+_MISSING = object()
+_MISSING_BODY = {"type": "missing", "loc": ("body",), "msg": "Field required"}
+
+
+class SubmissionRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        dependant = self.dependant
+        unsupported = (
+            dependant.path_params
+            or dependant.query_params
+            or dependant.header_params
+            or dependant.cookie_params
+            or dependant.request_param_name
+            or len(dependant.body_params) != 1
+            or len(dependant.dependencies) != 1
+            or dependant.dependencies[0].dependencies  # the caller takes the request only
+        )
+        model = self.body_field.field_info.annotation if self.body_field else None
+        answers = self.response_model
+        caller = dependant.dependencies[0] if dependant.dependencies else None
+        if (
+            unsupported
+            or caller is None
+            or caller.name is None
+            or not (_is_model(model) and _is_model(answers))
+        ):
+            raise TypeError(
+                f"{self.path}: a SubmissionRoute endpoint takes one body model, the Caller "
+                "dependency and optionally the Response, and declares a response model"
+            )
+        body_name = dependant.body_params[0].name
+        get_caller: Callable[[Request], Awaitable[Any]] = caller.call  # type: ignore[assignment]
+        caller_name: str = caller.name
+        response_name = dependant.response_param_name
+        endpoint = self.endpoint
+        status_code = self.status_code or 200
+        body_model: type[BaseModel] = model  # type: ignore[assignment]  # checked above
+        answer_model: type[BaseModel] = answers
+
+        async def handle(request: Request) -> Response:
+            try:
+                raw = await request.body()
+            except ClientDisconnect:
+                raise HTTPException(400, "There was an error parsing the body") from None
+            document = _json_body(raw, request.headers.get("content-type"))
+            arguments: dict[str, Any] = {caller_name: await get_caller(request)}
+            if document is _MISSING:
+                raise RequestValidationError([_MISSING_BODY])
+            try:
+                # from_attributes as FastAPI validates: the same answers for non-objects.
+                arguments[body_name] = body_model.model_validate(document, from_attributes=True)
+            except ValidationError as exc:
+                raise RequestValidationError(
+                    [{**err, "loc": ("body", *err["loc"])} for err in exc.errors()]
+                ) from None
+            headers = Response()
+            del headers.headers["content-length"]
+            if response_name is not None:
+                arguments[response_name] = headers
+            result = await endpoint(**arguments)
+            if not isinstance(result, answer_model):
+                result = answer_model.model_validate(result)
+            answer = Response(
+                result.model_dump_json().encode("utf-8"),
+                status_code=status_code,
+                media_type="application/json",
+            )
+            answer.headers.raw.extend(headers.headers.raw)
+            return answer
+
+        return handle
+
+
+def _json_body(body: bytes, content_type: str | None) -> Any:
+    """The body as FastAPI reads it for a JSON body model: parsed only when declared JSON.
+
+    Only a JSON syntax error is answered here, before the caller is authenticated
+    (as FastAPI does); a missing or non-JSON body fails validation afterwards.
+    """
+    if not body:
+        return _MISSING
+    if not _is_json(content_type):
+        return body  # validation refuses it, as FastAPI's does
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error"}]
+        ) from None
+    except UnicodeDecodeError:
+        raise HTTPException(400, "There was an error parsing the body") from None
+
+
+def _is_model(value: object) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseModel)
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    media_type = content_type.partition(";")[0].strip().lower()
+    maintype, _, subtype = media_type.partition("/")
+    return maintype == "application" and (subtype == "json" or subtype.endswith("+json"))
