@@ -315,14 +315,18 @@ class AuditLog:
         # Chained now, written at the end of this loop step together with every other
         # record made in it (one write for all): hash order is file order, no lock.
         record["prev_hash"] = self._prev_hash
-        record["hash"] = self._prev_hash = record_hash(record)
+        body = canonical(record)
+        digest = self._prev_hash = hashlib.sha256(body).hexdigest()
+        # The line is the hashed body with "hash" appended last: one serialisation
+        # per record, and verify() re-canonicalises what it reads anyway.
+        line = b'%s,"hash":"%s"}\n' % (body[:-1], digest.encode("ascii"))
         loop = asyncio.get_running_loop()
         written: asyncio.Future[None] = loop.create_future()
-        self._pending.append((canonical(record) + b"\n", written))
+        self._pending.append((line, written))
         if len(self._pending) == 1:
             loop.call_soon(self._flush)
         await written
-        return str(record["hash"])
+        return digest
 
     def verify(self) -> int | None:
         return verify(self.path)
