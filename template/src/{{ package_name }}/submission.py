@@ -37,7 +37,7 @@ _MISSING_BODY = {"type": "missing", "loc": ("body",), "msg": "Field required"}
 class SubmissionRoute(APIRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
         super().__init__(path, endpoint, **options)
-        if self.max_body_size is not None:
+        if getattr(self, "max_body_size", None) is not None:  # FastAPI 0.16x
             raise TypeError(f"{path}: a SubmissionRoute takes no max_body_size (BodySizeLimit)")
         handle = self.get_route_handler()
 
