@@ -8,7 +8,8 @@ operation, the body schema, the status code) and replaces only how a request is
 served, for the one shape these routes have: a JSON body model, the ``Caller``
 dependency and optionally the ``Response`` to set headers on. Anything else in
 the signature is refused when the app is built, so a parameter added later
-cannot be skipped silently.
+cannot be skipped silently. (``app.dependency_overrides`` does not reach these
+routes; the caller dependency is a closure in create_app, which no one overrides.)
 
 The steps and their order are FastAPI's, so answers do not change: the body's
 JSON is parsed first (422 if it is not JSON), then the caller is authenticated
