@@ -472,7 +472,10 @@ def main() -> None:
         health_ratio = results["health"] / results["bare_health"]
         submit_ratio = results["submit"] / results["bare_health"]
         floor_ratio = results["floor_submit"] / results["bare_health"]
-        mark = lambda ok: "ok" if ok else "BELOW TARGET"  # noqa: E731
+
+        def mark(ok: bool) -> str:
+            return "ok" if ok else "BELOW TARGET"
+
         print(f"bare FastAPI /health:           {results['bare_health']:9.0f} req/s")
         print(
             f"module /health:                 {results['health']:9.0f} req/s   "

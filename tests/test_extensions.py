@@ -7,8 +7,11 @@ import json
 import shlex
 import sys
 import tomllib
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
+from jinja2.runtime import Context
 
 sys.path.insert(0, str(__import__("conftest").REPO))
 
@@ -18,22 +21,22 @@ TEXTS = ["plain", "q\"uo'te", "back\\slash", "new\nline", "emoji 🚀 ü", "ctrl
 
 
 @pytest.mark.parametrize("text", TEXTS)
-def test_toml_filter_round_trips(text):
+def test_toml_filter_round_trips(text: str) -> None:
     assert tomllib.loads(f"v = {naming.toml_string(text)}")["v"] == text
 
 
 @pytest.mark.parametrize("text", TEXTS)
-def test_py_filter_round_trips(text):
+def test_py_filter_round_trips(text: str) -> None:
     assert ast.literal_eval(naming.py_literal(text)) == text
     assert naming.py_literal(text).startswith('"')
 
 
 @pytest.mark.parametrize("text", TEXTS)
-def test_sh_filter_is_one_word(text):
+def test_sh_filter_is_one_word(text: str) -> None:
     assert shlex.split(naming.shell_quote(text)) == [text]
 
 
-def test_names():
+def test_names() -> None:
     assert naming.package_name("my-blux-module") == "my_blux_module"
     assert naming.env_prefix("edge-gateway-7") == "EDGE_GATEWAY_7_"
 
@@ -41,7 +44,7 @@ def test_names():
 TEMPLATE_ONLY = {"platform", "include_kubernetes", "ci_provider", "task_backend", "env_prefix", "answers_checked"}
 
 
-def test_every_question_but_template_options_maps_to_a_schema():
+def test_every_question_but_template_options_maps_to_a_schema() -> None:
     mapped = set().union(*(validation.question_fields(p) for p in validation.PLATFORMS))
     assert mapped == set(validation.questions()) - TEMPLATE_ONLY
     # Only the KSE questions are one platform's; everything else means the same on both.
@@ -51,7 +54,7 @@ def test_every_question_but_template_options_maps_to_a_schema():
     }
 
 
-def test_shared_questions_have_one_rule_in_every_schema():
+def test_shared_questions_have_one_rule_in_every_schema() -> None:
     """The two platforms' schemas state shared fields identically: no drift between them."""
     shared = set(validation.question_fields("blux")) & set(validation.question_fields("liftos"))
     assert len(shared) >= 18
@@ -62,7 +65,7 @@ def test_shared_questions_have_one_rule_in_every_schema():
 
 
 @pytest.mark.parametrize("platform", validation.PLATFORMS)
-def test_every_mapped_field_states_its_rule(platform):
+def test_every_mapped_field_states_its_rule(platform: str) -> None:
     schema = validation.manifest_schema(platform)
     for name, (_, node) in validation.question_fields(platform).items():
         resolved = validation._deref(schema, node)
@@ -75,7 +78,7 @@ def test_every_mapped_field_states_its_rule(platform):
 
 
 @pytest.mark.parametrize("platform", validation.PLATFORMS)
-def test_defaults_satisfy_every_rule(platform):
+def test_defaults_satisfy_every_rule(platform: str) -> None:
     answers, asked = validation.resolve({"platform": platform}, naming.FILTERS)
     validation.check_all(answers)
     kse = {"kse_enabled", "memory_types", "search_capabilities", "kse_index_prefix", "kse_batch_size"}
@@ -84,7 +87,7 @@ def test_defaults_satisfy_every_rule(platform):
     assert answers["module_name"] == f"my-{platform}-module"
 
 
-def test_resolve_parses_given_answers_like_data():
+def test_resolve_parses_given_answers_like_data() -> None:
     answers, asked = validation.resolve(
         {"platform": "liftos", "module_name": "kse-app", "kse_enabled": "no", "port": "9100"}, naming.FILTERS
     )
@@ -93,7 +96,7 @@ def test_resolve_parses_given_answers_like_data():
     assert "kse_enabled" in asked and "memory_types" not in asked  # asked only when KSE is on
 
 
-def test_manifest_built_from_answers_validates_and_policy_follows():
+def test_manifest_built_from_answers_validates_and_policy_follows() -> None:
     answers, _ = validation.resolve({}, naming.FILTERS)
     manifest = validation.build_manifest(answers)
     validation.check_manifest(manifest)
@@ -106,7 +109,7 @@ def test_manifest_built_from_answers_validates_and_policy_follows():
     assert list(Draft202012Validator(schema).iter_errors(policy)) == []
 
 
-def test_liftos_module_json_follows_the_guide_and_the_answers():
+def test_liftos_module_json_follows_the_guide_and_the_answers() -> None:
     answers, _ = validation.resolve(
         {"platform": "liftos", "search_capabilities": "[keyword, temporal]", "kse_batch_size": "25"}, naming.FILTERS
     )
@@ -126,13 +129,13 @@ def test_liftos_module_json_follows_the_guide_and_the_answers():
     assert document["endpoints"]["health"] == "/health" and document["endpoints"]["ready"] == "/ready"
 
 
-def test_a_question_of_the_other_platform_is_refused():
+def test_a_question_of_the_other_platform_is_refused() -> None:
     with pytest.raises(validation.AnswerError, match="applies only when platform is liftos"):
         validation.check_question("kse_enabled", True, "blux")
     validation.check_question("kse_enabled", True, "liftos")
 
 
-def test_verbose_standard_records_payloads():
+def test_verbose_standard_records_payloads() -> None:
     manifest = {
         "module": {"name": "m-x"},
         "integration": {"events": {"produces": [], "consumes": []}},
@@ -142,25 +145,28 @@ def test_verbose_standard_records_payloads():
     assert validation.build_policy(manifest)["audit"]["record_payloads"] is True
 
 
-class FakeContext(dict):
+class FakeContext(dict[str, Any]):
     pass
 
 
-def _ctx(defaults: bool, data: dict, **answers):
-    return FakeContext({"_copier_conf": {"defaults": defaults, "data": data}, "platform": "blux", **answers})
+def _ctx(defaults: bool, data: dict[str, Any], **answers: Any) -> Context:
+    # Stands in for Jinja's Context: the validators only read it as a mapping.
+    return cast(
+        Context, FakeContext({"_copier_conf": {"defaults": defaults, "data": data}, "platform": "blux", **answers})
+    )
 
 
-def test_interactive_validator_returns_the_rule():
+def test_interactive_validator_returns_the_rule() -> None:
     message = validation.answer_error(_ctx(False, {}, port=22), "port")
     assert message == "must be an integer from 1024 to 65535 (got 22)"
 
 
-def test_non_interactive_validator_defers_to_the_guards():
+def test_non_interactive_validator_defers_to_the_guards() -> None:
     assert validation.answer_error(_ctx(True, {}, port=22), "port") == ""
     assert validation.answer_error(_ctx(False, {"port": "22"}, port=22), "port") == ""
 
 
-def test_own_code_is_ruff_and_mypy_clean():
+def test_own_code_is_ruff_and_mypy_clean() -> None:
     """modforge's own Python is held to the bar it sets for generated modules."""
     import subprocess
 
@@ -171,7 +177,7 @@ def test_own_code_is_ruff_and_mypy_clean():
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_questions_reference_has_not_drifted():
+def test_questions_reference_has_not_drifted() -> None:
     import subprocess
 
     repo = __import__("conftest").REPO
@@ -179,16 +185,16 @@ def test_questions_reference_has_not_drifted():
     assert proc.returncode == 0, proc.stderr
 
 
-def test_compile_cache_reuses_code_but_never_stale_code(tmp_path, monkeypatch):
+def test_compile_cache_reuses_code_but_never_stale_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from jinja2 import Environment, FileSystemLoader
 
     from extensions import compile_cache
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    calls = []
+    calls: list[str | None] = []
     real = Environment._generate
 
-    def counting(self, *args, **kwargs):
+    def counting(self: Environment, *args: Any, **kwargs: Any) -> str:
         calls.append(args[1] if len(args) > 1 else None)
         return real(self, *args, **kwargs)
 
@@ -208,7 +214,7 @@ def test_compile_cache_reuses_code_but_never_stale_code(tmp_path, monkeypatch):
     templates.mkdir()
     (templates / "page.txt").write_text("one {{ n }}", "utf-8")
 
-    def render():
+    def render() -> str:
         return Environment(loader=FileSystemLoader(templates), extensions=ext).get_template("page.txt").render(n=1)
 
     assert render() == "one 1"

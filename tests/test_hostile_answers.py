@@ -257,7 +257,7 @@ def _same(name: str, value: Any, default: Any) -> bool:
 SCALE = int(os.environ.get("MODFORGE_HOSTILE_SCALE", "1"))
 
 
-def examples(count: int) -> Any:
+def examples(count: int) -> settings:
     """Few, slow, reproducible examples: each one renders (or refuses) a whole project."""
     return settings(
         max_examples=count * SCALE,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import REPO, render
@@ -79,7 +80,7 @@ INVALID = [
 @pytest.mark.parametrize(
     ("answers", "question", "rule"), INVALID, ids=[f"{q}-{i}" for i, (_, q, _) in enumerate(INVALID)]
 )
-def test_invalid_answer_refused(tmp_path: Path, answers, question, rule):
+def test_invalid_answer_refused(tmp_path: Path, answers: dict[str, Any], question: str, rule: str) -> None:
     dst = tmp_path / "out"
     with pytest.raises(UserMessageError) as info:
         render(dst, answers)
@@ -90,14 +91,14 @@ def test_invalid_answer_refused(tmp_path: Path, answers, question, rule):
     assert not dst.exists()
 
 
-def test_unknown_data_key_refused(tmp_path: Path):
+def test_unknown_data_key_refused(tmp_path: Path) -> None:
     dst = tmp_path / "out"
     with pytest.raises(UserMessageError, match="Unknown answer 'modul_name'"):
         render(dst, {"modul_name": "typo-module"})
     assert not dst.exists()
 
 
-def test_computed_answer_cannot_be_given(tmp_path: Path):
+def test_computed_answer_cannot_be_given(tmp_path: Path) -> None:
     with pytest.raises(UserMessageError, match="'env_prefix' is computed"):
         render(tmp_path / "out", {"env_prefix": "X_"})
 
@@ -121,7 +122,7 @@ def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         (["-d", "authentication=none"], "Validation error for question 'authentication'"),
     ],
 )
-def test_cli_prints_one_line_and_exits_non_zero(tmp_path: Path, args, expected):
+def test_cli_prints_one_line_and_exits_non_zero(tmp_path: Path, args: list[str], expected: str) -> None:
     proc = _cli(tmp_path, *args)
     assert proc.returncode == 1
     lines = [
@@ -135,7 +136,7 @@ def test_cli_prints_one_line_and_exits_non_zero(tmp_path: Path, args, expected):
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_data_file_is_validated(tmp_path: Path):
+def test_cli_data_file_is_validated(tmp_path: Path) -> None:
     data = tmp_path / "answers.yml"
     data.write_text("module_name: ok-name\nport: 22\n", encoding="utf-8")
     proc = _cli(tmp_path, "--data-file", str(data))
@@ -144,7 +145,7 @@ def test_cli_data_file_is_validated(tmp_path: Path):
     assert not (tmp_path / "out").exists()
 
 
-def test_without_trust_copier_refuses(tmp_path: Path):
+def test_without_trust_copier_refuses(tmp_path: Path) -> None:
     copier = Path(sys.executable).with_name("copier")
     proc = subprocess.run(
         [str(copier), "copy", "--defaults", "--vcs-ref", "HEAD", str(REPO), str(tmp_path / "out")],

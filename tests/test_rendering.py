@@ -43,7 +43,7 @@ def parse_every_file(project: Path) -> None:
         assert ".jinja" not in path.name, where
 
 
-def test_defaults_render_and_every_default_is_valid(tmp_path: Path):
+def test_defaults_render_and_every_default_is_valid(tmp_path: Path) -> None:
     render(tmp_path / "m")
     parse_every_file(tmp_path / "m")
     answers = yaml.safe_load((tmp_path / "m" / ".copier-answers.yml").read_text("utf-8"))
@@ -53,7 +53,7 @@ def test_defaults_render_and_every_default_is_valid(tmp_path: Path):
 
 
 @pytest.mark.parametrize("text", HOSTILE)
-def test_hostile_description_renders_literally(tmp_path: Path, text: str):
+def test_hostile_description_renders_literally(tmp_path: Path, text: str) -> None:
     answers = {"description": text.replace("\t", " "), "author_name": text.replace("\t", " ")[:100]}
     project = tmp_path / "m"
     render(project, answers)
@@ -68,14 +68,14 @@ def test_hostile_description_renders_literally(tmp_path: Path, text: str):
     assert stored["description"] == answers["description"]
 
 
-def test_tab_is_a_control_character_and_refused(tmp_path: Path):
+def test_tab_is_a_control_character_and_refused(tmp_path: Path) -> None:
     from copier.errors import UserMessageError
 
     with pytest.raises(UserMessageError, match="question 'description'"):
         render(tmp_path / "m", {"description": "a\tb"})
 
 
-def test_caches_in_the_template_never_reach_projects(tmp_path: Path):
+def test_caches_in_the_template_never_reach_projects(tmp_path: Path) -> None:
     """_subdirectory drops Copier's default excludes; ours must hold."""
     src = tmp_path / "tpl"
     subprocess.run(["git", "clone", "-q", str(REPO), str(src)], check=True)
@@ -99,7 +99,7 @@ def test_caches_in_the_template_never_reach_projects(tmp_path: Path):
 
 
 @pytest.mark.parametrize("name", sorted(ANSWER_SETS))
-def test_answer_sets_render(tmp_path: Path, name: str):
+def test_answer_sets_render(tmp_path: Path, name: str) -> None:
     render(tmp_path / "m", ANSWER_SETS[name])
     parse_every_file(tmp_path / "m")
     for script in (tmp_path / "m" / "scripts").glob("*.sh"):
