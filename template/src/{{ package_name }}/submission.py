@@ -102,19 +102,21 @@ class SubmissionRoute(APIRoute):
                 raise RequestValidationError(
                     [{**err, "loc": ("body", *err["loc"])} for err in exc.errors()]
                 ) from None
-            headers = Response()
-            del headers.headers["content-length"]
+            # What the endpoint may set, as FastAPI's sub-response: headers, a status.
+            own = Response()
+            del own.headers["content-length"]
+            own.status_code = None  # type: ignore[assignment]
             if response_name is not None:
-                arguments[response_name] = headers
+                arguments[response_name] = own
             result = await endpoint(**arguments)
             if not isinstance(result, answer_model):
                 result = answer_model.model_validate(result)
             answer = Response(
                 result.model_dump_json().encode("utf-8"),
-                status_code=status_code,
+                status_code=own.status_code or status_code,
                 media_type="application/json",
             )
-            answer.headers.raw.extend(headers.headers.raw)
+            answer.headers.raw.extend(own.headers.raw)
             return answer
 
         return handle
