@@ -86,6 +86,8 @@ class LoopSweptStorage(MemoryStorage):
     (MemoryStorage.get does that), and a sweep on the event loop, scheduled only
     while counters exist, drops those of clients that did not come back. An idle
     module runs nothing. All calls come from the event loop (the middleware).
+    Counters only: the fixed window RateLimit uses; moving-window entries, which
+    MemoryStorage's thread also trims, are not used here.
     """
 
     def __init__(self, sweep_every_seconds: float) -> None:
