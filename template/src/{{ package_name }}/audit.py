@@ -58,6 +58,8 @@ _SECRET_TEXT = re.compile(
     r"(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}"  # Authorization header values
     r"|eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"  # JWTs (base64url JSON)
 )
+# "eyJ" + 4 + "." + 4 + "." (a JWT); "bearer" + " " + 8 (a header) is longer.
+_SHORTEST_SECRET = 13
 REDACTED = "[redacted]"
 _TAIL_BYTES = 1 << 20
 
@@ -80,12 +82,14 @@ def is_secret_key(key: str) -> bool:
 
 
 def _scrub_value(value: Any) -> Any:
-    if isinstance(value, Mapping):
+    # Strings first, and short ones as they are: most values are short strings,
+    # and no match of _SECRET_TEXT is shorter than _SHORTEST_SECRET.
+    if isinstance(value, str):
+        return value if len(value) < _SHORTEST_SECRET else _SECRET_TEXT.sub(REDACTED, value)
+    if isinstance(value, dict | Mapping):  # dict first: a cheaper check than the ABC's
         return scrub(value)
     if isinstance(value, list | tuple):
         return [_scrub_value(item) for item in value]
-    if isinstance(value, str):
-        return _SECRET_TEXT.sub(REDACTED, value)
     return value
 
 
