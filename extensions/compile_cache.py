@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
-from types import CodeType
+from types import CodeType, ModuleType
 from typing import Any
 
 import jinja2
@@ -30,7 +31,10 @@ from jinja2 import Environment
 from jinja2.bccache import FileSystemBytecodeCache
 from jinja2.ext import Extension
 
-_MEMO: dict[tuple[Any, ...], CodeType | str] = {}
+# copier_template_extensions executes this file anew for every render (a new module
+# object each time), so the memo lives in a module of its own that stays in sys.modules.
+_HOME = sys.modules.setdefault("_modforge_compile_memo", ModuleType("_modforge_compile_memo"))
+_MEMO: dict[tuple[Any, ...], CodeType | str] = _HOME.__dict__.setdefault("memo", {})
 _MEMO_LIMIT = 20_000
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import shlex
 import sys
@@ -204,6 +205,24 @@ def test_compile_cache_reuses_code_but_never_stale_code(tmp_path: Path, monkeypa
     assert Environment(extensions=ext).from_string(source).render(value="a") == "A-42"
     assert Environment(extensions=ext).from_string(source).render(value="b") == "B-42"
     assert len(calls) == 1, "a second environment compiled the same source again"
+
+    # Copier's extension loader executes the file anew for every render, under the
+    # same module name: the memo must outlive the module object.
+    def load_as_copier_does() -> Any:
+        spec = importlib.util.spec_from_file_location(
+            "copier_template_extensions.compile_cache",
+            Path(__import__("conftest").REPO) / "extensions" / "compile_cache.py",
+        )
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    first, second = load_as_copier_does(), load_as_copier_does()
+    assert first is not second
+    assert Environment(extensions=[first.CompileCacheExtension]).from_string(source).render(value="c") == "C-42"
+    assert Environment(extensions=[second.CompileCacheExtension]).from_string(source).render(value="d") == "D-42"
+    assert len(calls) == 2, "a re-executed extension module compiled the same source again"
     # Another syntax compiles anew, and means what it says.
     other = Environment(extensions=ext, variable_start_string="[[", variable_end_string="]]")
     assert compile_cache.fingerprint(other) != compile_cache.fingerprint(Environment(extensions=ext))
