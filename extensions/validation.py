@@ -76,7 +76,10 @@ def manifest_schema(platform: str = DEFAULT_PLATFORM) -> dict[str, Any]:
 @cache
 def questions() -> dict[str, dict[str, Any]]:
     """The questions of copier.yml (settings, which start with ``_``, left out)."""
-    data = yaml.safe_load((ROOT / "copier.yml").read_text(encoding="utf-8"))
+    # libyaml's safe loader when PyYAML has it: 3 ms instead of 17 for copier.yml, and
+    # Copier's extension loader runs this module (so this cache) anew for every render.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    data = yaml.load((ROOT / "copier.yml").read_text(encoding="utf-8"), Loader=loader)
     return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
