@@ -241,3 +241,43 @@ def test_compile_cache_reuses_code_but_never_stale_code(tmp_path: Path, monkeypa
     assert list(cache.iterdir()) and (cache.stat().st_mode & 0o077) == 0
     (templates / "page.txt").write_text("two {{ n }}", "utf-8")
     assert render() == "two 1"
+
+
+def test_git_file_mode_is_asked_once_per_render_and_still_honoured(tmp_path: Path) -> None:
+    """Through the real CLI, counting the git commands Copier runs with a logging `git` first on PATH."""
+    import os
+    import shutil
+    import subprocess
+
+    real_git, log = shutil.which("git"), tmp_path / "git.log"
+    assert real_git is not None
+    shim = tmp_path / "bin" / "git"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {shlex.quote(str(log))}\nexec {shlex.quote(real_git)} "$@"\n')
+    shim.chmod(0o755)
+    env = {**os.environ, "PATH": f"{shim.parent}{os.pathsep}{os.environ['PATH']}"}
+    copier = [str(Path(sys.executable).with_name("copier")), "copy", "--trust", "--defaults", "--vcs-ref", "HEAD"]
+    repo = str(__import__("conftest").REPO)
+
+    def copy(dst: Path, *extra: str) -> tuple[int, int]:
+        log.write_text("")
+        proc = subprocess.run([*copier, *extra, repo, str(dst)], env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        asks = sum("core.fileMode" in line for line in log.read_text().splitlines())
+        return asks, sum(1 for p in dst.rglob("*") if p.is_file() and ".git" not in p.parts)
+
+    asks, files = copy(tmp_path / "fresh")
+    assert files > 50 and asks == 1, f"{asks} `git config core.fileMode` for {files} files"
+
+    # Where git ignores the executable bit, Copier's own method still fixes the index.
+    dst = tmp_path / "tracked"
+    (dst / "scripts").mkdir(parents=True)
+    (dst / "scripts" / "update.sh").write_text("#!/bin/sh\n")
+    git = [real_git, "-C", str(dst)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "config", "core.fileMode", "false"], check=True)
+    subprocess.run([*git, "add", "scripts/update.sh"], check=True)
+    asks, files = copy(dst, "--overwrite")
+    assert asks >= files > 50, "with core.fileMode false every file goes through Copier's method"
+    staged = subprocess.run([*git, "ls-files", "--stage", "scripts/update.sh"], capture_output=True, text=True)
+    assert staged.stdout.startswith("100755 "), staged.stdout
