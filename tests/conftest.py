@@ -4,15 +4,18 @@ Generated projects depend on the same libraries whatever the answers, so the
 harness builds a single virtual environment (reused across runs while the
 generated dependency list is unchanged) and installs each rendered project into
 it with ``--no-deps``. Rendering goes through pytest-copie, which calls Copier
-in-process. Runs are parallel (pytest-xdist, one answer set per worker group);
-a file lock serialises what must not run twice at once (building the env, pip).
+in-process, from a snapshot of the working tree (see ``template_snapshot``). Runs
+are parallel (pytest-xdist, one answer set per worker group); a file lock
+serialises what must not run twice at once (building the env, pip).
 At the end a table names each answer set and the outcome of each check.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -20,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 import venv
 from collections import defaultdict
@@ -120,7 +124,7 @@ def project_requirements(project: Path) -> list[str]:
 @pytest.fixture(scope="session")
 def module_env(copie_session: Any) -> ModuleEnv:
     """A venv holding every dependency of a generated project (not the projects)."""
-    probe = copie_session.copy()
+    probe = copie_session.copy(template_dir=template_snapshot())
     assert probe.exit_code == 0, probe.exception
     # Build tools too, so editable installs need no isolated build env per project.
     requirements = [*project_requirements(probe.project_dir), "hatchling", "editables"]
@@ -223,7 +227,7 @@ def generated(copie_session: Any, module_env: ModuleEnv) -> Iterator[Any]:
 
     def get(name: str) -> Generated:
         if name not in cache:
-            result = copie_session.copy(extra_answers=ANSWER_SETS[name])
+            result = copie_session.copy(extra_answers=ANSWER_SETS[name], template_dir=template_snapshot())
             assert result.exit_code == 0, f"{name}: {result.exception!r}"
             project = result.project_dir
             module_env.install(project)
@@ -233,12 +237,40 @@ def generated(copie_session: Any, module_env: ModuleEnv) -> Iterator[Any]:
     yield get
 
 
-def render(dst: Path, data: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-    """Render the template in-process the way ``copier copy --trust`` does."""
+@functools.cache
+def template_snapshot() -> Path:
+    """The files Copier would render from this working tree, copied once per process.
+
+    From a git repository Copier first clones it and commits the uncommitted changes
+    into the clone: 0.3 s of each 0.5 s render. A copy of the same files (tracked and
+    untracked but not ignored, as they are on disk) renders the same tree without
+    that; only ``_src_path`` and ``_commit`` in the answers file differ, and
+    ``test_rendering`` and ``test_upgrade`` render from git, as users do.
+    """
+    listing = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        capture_output=True,
+        check=False,
+    )
+    if listing.returncode != 0:  # not a git checkout: Copier renders the directory itself
+        return REPO
+    root = Path(tempfile.mkdtemp(prefix="modforge-template-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    for name in listing.stdout.decode("utf-8").split("\0"):
+        source = REPO / name
+        if name and source.is_file():  # listed but deleted: Copier would not see it either
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / name)
+    return root
+
+
+def render(dst: Path, data: dict[str, Any] | None = None, *, from_git: bool = False, **kwargs: Any) -> Any:
+    """Render the template in-process the way ``copier copy --trust`` does (from git: as users do)."""
     import copier
 
+    source, ref = (REPO, "HEAD") if from_git else (template_snapshot(), None)
     return copier.run_copy(
-        str(REPO), str(dst), data=data or {}, defaults=True, unsafe=True, vcs_ref="HEAD", quiet=True, **kwargs
+        str(source), str(dst), data=data or {}, defaults=True, unsafe=True, vcs_ref=ref, quiet=True, **kwargs
     )
 
 

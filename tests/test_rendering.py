@@ -44,12 +44,33 @@ def parse_every_file(project: Path) -> None:
 
 
 def test_defaults_render_and_every_default_is_valid(tmp_path: Path) -> None:
-    render(tmp_path / "m")
+    render(tmp_path / "m", from_git=True)
     parse_every_file(tmp_path / "m")
     answers = yaml.safe_load((tmp_path / "m" / ".copier-answers.yml").read_text("utf-8"))
     assert answers["module_name"] == "my-blux-module"
     assert answers["_src_path"] == str(REPO)
     assert "env_prefix" not in answers and "answers_checked" not in answers
+
+
+@pytest.mark.parametrize("name", ["default", "liftos-keyword-redis"])
+def test_the_harness_snapshot_renders_what_git_renders(tmp_path: Path, name: str) -> None:
+    """The harness renders from a copy of the working tree (conftest.template_snapshot):
+    the same files, bytes and modes as from git, but for where the answers say it came from."""
+
+    def tree(root: Path) -> dict[str, tuple[int, bytes]]:
+        files = {}
+        for path in root.rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                if path.name == ".copier-answers.yml":
+                    data = b"".join(x for x in data.splitlines(True) if not x.startswith((b"_src_path:", b"_commit:")))
+                files[str(path.relative_to(root))] = (path.stat().st_mode, data)
+        return files
+
+    render(tmp_path / "git", ANSWER_SETS[name], from_git=True)
+    render(tmp_path / "snapshot", ANSWER_SETS[name])
+    from_git, from_snapshot = tree(tmp_path / "git"), tree(tmp_path / "snapshot")
+    assert len(from_git) > 50 and from_snapshot == from_git
 
 
 @pytest.mark.parametrize("text", HOSTILE)
