@@ -11,7 +11,10 @@ environment:
 - a bytecode cache on disk for file templates, keyed by the template's name (not
   the path of Copier's temporary clone, which changes every run) and checked
   against a hash of the source by Jinja itself, so the command line reuses code
-  compiled by the previous run.
+  compiled by the previous run;
+- one file on disk for the compiled strings (paths, conditions, defaults: about
+  290 per copy, 0.1 s of a command-line render), keyed by their source, read at
+  the first compile and written back at exit when a run compiled new ones.
 
 Compiled code depends on the source and the environment's syntax settings, and
 on the filters and tests that exist when it is compiled: all are in the key.
@@ -19,9 +22,13 @@ on the filters and tests that exist when it is compiled: all are in the key.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import importlib.util
+import marshal
 import os
 import sys
+import tempfile
 from pathlib import Path
 from types import CodeType, ModuleType
 from typing import Any
@@ -36,6 +43,8 @@ from jinja2.ext import Extension
 _HOME = sys.modules.setdefault("_modforge_compile_memo", ModuleType("_modforge_compile_memo"))
 _MEMO: dict[tuple[Any, ...], CodeType | str] = _HOME.__dict__.setdefault("memo", {})
 _MEMO_LIMIT = 20_000
+# fingerprint -> the strings' store on disk, loaded once per process: {key: code}.
+_STORES: dict[str, _StringStore] = _HOME.__dict__.setdefault("stores", {})
 
 
 def fingerprint(environment: Environment) -> str:
@@ -88,10 +97,56 @@ class _NameKeyedCache(FileSystemBytecodeCache):
         return hashlib.sha1(key.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
+class _StringStore:
+    """Compiled template strings of one fingerprint, as one marshal file.
+
+    Reading trusts the file as Jinja's own bytecode cache does: it sits in a
+    directory only its owner can write. A file from another Python, or damaged,
+    is ignored and replaced.
+    """
+
+    def __init__(self, directory: Path, fingerprint: str) -> None:
+        magic = importlib.util.MAGIC_NUMBER.hex()
+        self.path = directory / f"modforge-strings-{fingerprint}-{magic}.cache"
+        self.codes: dict[str, CodeType] = {}
+        self.added = 0
+        try:
+            loaded = marshal.loads(self.path.read_bytes())
+            if isinstance(loaded, dict):
+                self.codes = loaded
+        except (OSError, EOFError, ValueError, TypeError):
+            pass
+        atexit.register(self.save)
+
+    @staticmethod
+    def key(source: str, name: str | None, filename: str | None, defer_init: bool) -> str:
+        text = "\x00".join((source, str(name), str(filename), str(defer_init)))
+        return hashlib.sha1(text.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+    def save(self) -> None:
+        if not self.added:
+            return
+        try:
+            if len(self.codes) > _MEMO_LIMIT:  # strings of old template versions pile up
+                self.path.unlink(missing_ok=True)
+                return
+            handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".strings-")
+            try:
+                with os.fdopen(handle, "wb") as out:
+                    marshal.dump(self.codes, out)
+                os.replace(temporary, self.path)  # readers see the old file or the new one
+            finally:
+                Path(temporary).unlink(missing_ok=True)
+        except OSError:
+            pass  # a cache: the next run compiles again
+        self.added = 0
+
+
 class CompileCacheExtension(Extension):
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
-        if environment.bytecode_cache is None and not os.environ.get("MODFORGE_NO_JINJA_CACHE"):
+        on_disk = not os.environ.get("MODFORGE_NO_JINJA_CACHE")
+        if environment.bytecode_cache is None and on_disk:
             environment.bytecode_cache = _NameKeyedCache(environment, cache_directory())
         original: Any = environment.compile
         # Computed at the first compile, once Copier has added every filter and test.
@@ -111,10 +166,27 @@ class CompileCacheExtension(Extension):
             key = (settled[0], source, name, filename, raw, defer_init)
             code = _MEMO.get(key)
             if code is None:
-                code = original(source, name, filename, raw, defer_init)
+                code = stored(settled[0], source, name, filename, raw, defer_init)
                 if len(_MEMO) >= _MEMO_LIMIT:
                     _MEMO.clear()
                 _MEMO[key] = code
+            return code
+
+        def stored(
+            fingerprint: str, source: str, name: str | None, filename: str | None, raw: bool, defer_init: bool
+        ) -> Any:
+            # Strings only: file templates have the bytecode cache (checked against
+            # their source by Jinja); raw output is Python source, cheap to keep in memory.
+            if raw or not on_disk or filename not in (None, "<template>"):
+                return original(source, name, filename, raw, defer_init)
+            store = _STORES.get(fingerprint)
+            if store is None:
+                store = _STORES[fingerprint] = _StringStore(cache_directory(), fingerprint)
+            key = store.key(source, name, filename, defer_init)
+            code = store.codes.get(key)
+            if code is None:
+                code = store.codes[key] = original(source, name, filename, raw, defer_init)
+                store.added += 1
             return code
 
         environment.compile = compile  # type: ignore[method-assign]

@@ -281,3 +281,37 @@ def test_git_file_mode_is_asked_once_per_render_and_still_honoured(tmp_path: Pat
     assert asks >= files > 50, "with core.fileMode false every file goes through Copier's method"
     staged = subprocess.run([*git, "ls-files", "--stage", "scripts/update.sh"], capture_output=True, text=True)
     assert staged.stdout.startswith("100755 "), staged.stdout
+
+
+def test_compiled_strings_are_reused_by_the_next_process(tmp_path: Path) -> None:
+    """The command line is a new process each time: strings compiled by one run are read by the next."""
+    import os
+    import subprocess
+
+    script = """
+import sys
+from jinja2 import Environment
+sys.path.insert(0, sys.argv[1])
+from extensions import compile_cache
+compiles = []
+real = Environment._generate
+Environment._generate = lambda self, *a, **k: compiles.append(1) or real(self, *a, **k)
+env = Environment(extensions=[compile_cache.CompileCacheExtension])
+print(env.from_string(sys.argv[2]).render(n=6), len(compiles))
+"""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+
+    def run(source: str) -> str:
+        repo = str(__import__("conftest").REPO)
+        proc = subprocess.run([sys.executable, "-c", script, repo, source], env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    assert run("{{ n * 7 }}") == "42 1"
+    stores = list((tmp_path / "cache" / "modforge" / "jinja").glob("modforge-strings-*.cache"))
+    assert len(stores) == 1
+    assert run("{{ n * 7 }}") == "42 0", "the next process compiled the same string again"
+    assert run("{{ n * 8 }}") == "48 1", "another string must compile, and mean what it says"
+    stores[0].write_bytes(b"damaged")
+    assert run("{{ n * 7 }}") == "42 1", "a damaged store is ignored"
+    assert run("{{ n * 7 }}") == "42 0", "and replaced"
