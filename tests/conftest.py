@@ -237,6 +237,11 @@ def generated(copie_session: Any, module_env: ModuleEnv) -> Iterator[Any]:
     yield get
 
 
+def tree(root: Path) -> dict[str, bytes]:
+    """A rendered project's files (outside .git) and their bytes, by relative path."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file() and ".git" not in p.parts}
+
+
 @functools.cache
 def template_snapshot() -> Path:
     """The files Copier would render from this working tree, copied once per process.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ANSWER_SETS, REPO, render
+from conftest import ANSWER_SETS, REPO, render, tree
 
 HOSTILE = [
     "Quotes \" ' and \\ backslash",
@@ -57,19 +57,16 @@ def test_the_harness_snapshot_renders_what_git_renders(tmp_path: Path, name: str
     """The harness renders from a copy of the working tree (conftest.template_snapshot):
     the same files, bytes and modes as from git, but for where the answers say it came from."""
 
-    def tree(root: Path) -> dict[str, tuple[int, bytes]]:
-        files = {}
-        for path in root.rglob("*"):
-            if path.is_file():
-                data = path.read_bytes()
-                if path.name == ".copier-answers.yml":
-                    data = b"".join(x for x in data.splitlines(True) if not x.startswith((b"_src_path:", b"_commit:")))
-                files[str(path.relative_to(root))] = (path.stat().st_mode, data)
-        return files
+    def files_and_modes(root: Path) -> dict[str, tuple[int, bytes]]:
+        files = tree(root)
+        origin = (b"_src_path:", b"_commit:")
+        answers = files[".copier-answers.yml"].splitlines(True)
+        files[".copier-answers.yml"] = b"".join(line for line in answers if not line.startswith(origin))
+        return {name: ((root / name).stat().st_mode, data) for name, data in files.items()}
 
     render(tmp_path / "git", ANSWER_SETS[name], from_git=True)
     render(tmp_path / "snapshot", ANSWER_SETS[name])
-    from_git, from_snapshot = tree(tmp_path / "git"), tree(tmp_path / "snapshot")
+    from_git, from_snapshot = files_and_modes(tmp_path / "git"), files_and_modes(tmp_path / "snapshot")
     assert len(from_git) > 50 and from_snapshot == from_git
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import copier
 import pytest
 import yaml
-from conftest import ANSWER_SETS, HAND_SETS, RELEASES, REPO, SUITE, ModuleEnv, assert_suite_passed, starts
+from conftest import ANSWER_SETS, HAND_SETS, RELEASES, REPO, SUITE, ModuleEnv, assert_suite_passed, starts, tree
 
 CURRENT = "v999.0.0"  # above any real release, so Copier's "latest" is this one
 GIT = ["git", "-c", "user.name=modforge tests", "-c", "user.email=tests@modforge.invalid", "-c", "commit.gpgsign=false"]
@@ -107,10 +107,6 @@ def make_user_edits(project: Path, package: str) -> None:
     ):
         with (project / rel).open("a", encoding="utf-8") as handle:
             handle.write(text)
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file() and ".git" not in p.parts}
 
 
 def upgrades() -> list[Any]:
