@@ -5,7 +5,10 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
+import os
 import shlex
+import shutil
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -169,18 +172,14 @@ def test_non_interactive_validator_defers_to_the_guards() -> None:
 
 def test_own_code_is_ruff_and_mypy_clean() -> None:
     """modforge's own Python is held to the bar it sets for generated modules."""
-    import subprocess
-
     repo = __import__("conftest").REPO
-    bin_dir = __import__("pathlib").Path(sys.executable).parent
+    bin_dir = Path(sys.executable).parent
     for cmd in (["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]):
         proc = subprocess.run([str(bin_dir / cmd[0]), *cmd[1:]], cwd=repo, capture_output=True, text=True, check=False)
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_questions_reference_has_not_drifted() -> None:
-    import subprocess
-
     repo = __import__("conftest").REPO
     proc = subprocess.run([sys.executable, "docs/questions.py", "--check"], cwd=repo, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -245,10 +244,6 @@ def test_compile_cache_reuses_code_but_never_stale_code(tmp_path: Path, monkeypa
 
 def test_git_file_mode_is_asked_once_per_render_and_still_honoured(tmp_path: Path) -> None:
     """Through the real CLI, counting the git commands Copier runs with a logging `git` first on PATH."""
-    import os
-    import shutil
-    import subprocess
-
     real_git, log = shutil.which("git"), tmp_path / "git.log"
     assert real_git is not None
     shim = tmp_path / "bin" / "git"
@@ -285,9 +280,6 @@ def test_git_file_mode_is_asked_once_per_render_and_still_honoured(tmp_path: Pat
 
 def test_compiled_strings_are_reused_by_the_next_process(tmp_path: Path) -> None:
     """The command line is a new process each time: strings compiled by one run are read by the next."""
-    import os
-    import subprocess
-
     script = """
 import sys
 from jinja2 import Environment
