@@ -307,3 +307,34 @@ print(env.from_string(sys.argv[2]).render(n=6), len(compiles))
     stores[0].write_bytes(b"damaged")
     assert run("{{ n * 7 }}") == "42 1", "a damaged store is ignored"
     assert run("{{ n * 7 }}") == "42 0", "and replaced"
+
+
+def test_the_render_context_is_built_once_per_render_and_renders_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counted through Copier's own ``_answers_to_remember``, which each context build calls once."""
+    from conftest import template_snapshot, tree
+    from copier import _main
+
+    builds: list[int] = []
+    real = _main.Worker._answers_to_remember
+    monkeypatch.setattr(_main.Worker, "_answers_to_remember", lambda self: builds.append(1) or real(self))
+    template = tmp_path / "template"  # one path for both renders: it is in the answers file
+    shutil.copytree(template_snapshot(), template)
+
+    def render(dst: Path) -> int:
+        builds.clear()
+        _main.run_copy(str(template), str(dst), defaults=True, unsafe=True, quiet=True)
+        return len(builds)
+
+    with_extension = render(tmp_path / "with")
+    # Then the same template without it: copier.yml no longer lists it, and Copier's method is back.
+    spec = template / "copier.yml"
+    line = "  - extensions/render_context.py:RenderContextExtension\n"
+    assert line in spec.read_text("utf-8")
+    spec.write_text(spec.read_text("utf-8").replace(line, ""), "utf-8")
+    monkeypatch.setattr(_main.Worker, "_render_context", _main.Worker._render_context.__wrapped__)
+    without = render(tmp_path / "without")
+    # Outside the pass over the template (questions, messages) Copier still builds its own.
+    assert with_extension * 10 < without, (with_extension, without)
+    assert tree(tmp_path / "with") == tree(tmp_path / "without")
