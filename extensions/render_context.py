@@ -27,7 +27,8 @@ _MEMO = "_modforge_render_context"  # on the Worker, only during a pass: [] or [
 
 def _copy(context: dict[str, Any]) -> dict[str, Any] | None:
     """A copy no caller's change can reach the kept one through; None if its shape is unknown."""
-    conf, answers = context.get("_copier_conf"), context.get("_copier_answers")
+    conf: Any = context.get("_copier_conf")
+    answers = context.get("_copier_answers")
     pending = getattr(conf, "_pending", None)  # LazyDict: {key: function}; its values come later
     if not isinstance(pending, dict) or not isinstance(answers, dict):
         return None

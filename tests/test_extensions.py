@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import inspect
 import json
 import os
 import shlex
@@ -318,7 +319,12 @@ def test_the_render_context_is_built_once_per_render_and_renders_the_same(
 
     builds: list[int] = []
     real = _main.Worker._answers_to_remember
-    monkeypatch.setattr(_main.Worker, "_answers_to_remember", lambda self: builds.append(1) or real(self))
+
+    def counted(self: _main.Worker) -> Any:
+        builds.append(1)
+        return real(self)
+
+    monkeypatch.setattr(_main.Worker, "_answers_to_remember", counted)
     template = tmp_path / "template"  # one path for both renders: it is in the answers file
     shutil.copytree(template_snapshot(), template)
 
@@ -333,7 +339,7 @@ def test_the_render_context_is_built_once_per_render_and_renders_the_same(
     line = "  - extensions/render_context.py:RenderContextExtension\n"
     assert line in spec.read_text("utf-8")
     spec.write_text(spec.read_text("utf-8").replace(line, ""), "utf-8")
-    monkeypatch.setattr(_main.Worker, "_render_context", _main.Worker._render_context.__wrapped__)
+    monkeypatch.setattr(_main.Worker, "_render_context", inspect.unwrap(_main.Worker._render_context))
     without = render(tmp_path / "without")
     # Outside the pass over the template (questions, messages) Copier still builds its own.
     assert with_extension * 10 < without, (with_extension, without)
