@@ -32,6 +32,7 @@ from pydantic import TypeAdapter, ValidationError
 from .errors import DataReferenceError
 from .models import FiniteNumber
 from .settings import env_name
+from .tls import client_context
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _VALUES: TypeAdapter[list[int | float]] = TypeAdapter(list[FiniteNumber])
@@ -123,6 +124,7 @@ class DataResolver:
                 timeout=self.timeout,
                 follow_redirects=False,
                 headers={"Accept": "application/json"},
+                verify=client_context(),
             )
         return self._client
 

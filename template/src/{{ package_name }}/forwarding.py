@@ -40,6 +40,7 @@ import httpx
 
 from .audit import GENESIS_HASH
 from .retry import backoff_delays
+from .tls import client_context
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ class AuditForwarder:
             )
             cursor = None
         self.cursor = cursor or Cursor()
-        self._client = httpx.AsyncClient(timeout=self.timeout)
+        self._client = httpx.AsyncClient(timeout=self.timeout, verify=client_context())
         self._accepting = True
         self._task = asyncio.create_task(self._run(), name="audit-forwarder")
         logger.info("forwarding audit records to %s", self.url)

@@ -30,6 +30,7 @@ import httpx
 from .constants import REGISTRY_MODULES_PATH, REGISTRY_NAME, REGISTRY_SERVICES_PATH
 from .errors import PlatformUnavailable
 from .retry import backoff_delays
+from .tls import client_context
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,10 @@ class RegistryClient:
         if self._client is None:
             # One pooled client for every registry call; created inside the event loop.
             self._client = httpx.AsyncClient(
-                base_url=self.base_url, timeout=self.timeout, headers=self._headers
+                base_url=self.base_url,
+                timeout=self.timeout,
+                headers=self._headers,
+                verify=client_context(),
             )
         return self._client
 

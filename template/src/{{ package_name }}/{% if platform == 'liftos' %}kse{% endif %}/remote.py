@@ -37,6 +37,7 @@ import httpx
 
 from ..errors import RequestRejected, StartupError
 from ..retry import backoff_delays
+from ..tls import client_context
 from .config import KseConfig
 from .errors import MemoryUnavailable
 from .store import (
@@ -160,6 +161,7 @@ class RemoteStore:
             timeout=self._config.timeout_seconds,
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
             transport=self._transport,
+            verify=client_context(),
         )
 
     async def close(self) -> None:
