@@ -22,7 +22,18 @@ from typing import Any
 import copier
 import pytest
 import yaml
-from conftest import ANSWER_SETS, HAND_SETS, RELEASES, REPO, SUITE, ModuleEnv, assert_suite_passed, starts, tree
+from conftest import (
+    ANSWER_SETS,
+    HAND_SETS,
+    RELEASES,
+    REPO,
+    SUITE,
+    ModuleEnv,
+    assert_suite_passed,
+    starts,
+    template_snapshot,
+    tree,
+)
 
 CURRENT = "v999.0.0"  # above any real release, so Copier's "latest" is this one
 GIT = ["git", "-c", "user.name=modforge tests", "-c", "user.email=tests@modforge.invalid", "-c", "commit.gpgsign=false"]
@@ -37,17 +48,12 @@ def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A clone tagged with every release and the working tree as the current one."""
     clone = tmp_path_factory.mktemp("template") / "modforge"
     subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
-    # The working tree, uncommitted changes included, is what "current" means here.
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True, capture_output=True, text=True
-    ).stdout.split("\0")
-    for rel in filter(None, files):
-        src, dst = REPO / rel, clone / rel
-        if src.is_file():
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
+    # The working tree, uncommitted changes included, is what "current" means here:
+    # the harness's own copy of it (the files Copier would see), deletions included.
+    current = template_snapshot()
+    shutil.copytree(current, clone, dirs_exist_ok=True)
     for rel in git(clone, "ls-files", "-z").split("\0"):
-        if rel and not (REPO / rel).exists():
+        if rel and not (current / rel).exists():
             (clone / rel).unlink()
     git(clone, "add", "-A")
     git(clone, "commit", "-q", "--allow-empty", "-m", "current working tree")
