@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from conftest import REPO, template_snapshot, tree
 from jinja2.runtime import Context
 
-sys.path.insert(0, str(__import__("conftest").REPO))
+sys.path.insert(0, str(REPO))
 
 from extensions import naming, validation
 
@@ -173,16 +174,14 @@ def test_non_interactive_validator_defers_to_the_guards() -> None:
 
 def test_own_code_is_ruff_and_mypy_clean() -> None:
     """modforge's own Python is held to the bar it sets for generated modules."""
-    repo = __import__("conftest").REPO
     bin_dir = Path(sys.executable).parent
     for cmd in (["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]):
-        proc = subprocess.run([str(bin_dir / cmd[0]), *cmd[1:]], cwd=repo, capture_output=True, text=True, check=False)
+        proc = subprocess.run([str(bin_dir / cmd[0]), *cmd[1:]], cwd=REPO, capture_output=True, text=True, check=False)
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_questions_reference_has_not_drifted() -> None:
-    repo = __import__("conftest").REPO
-    proc = subprocess.run([sys.executable, "docs/questions.py", "--check"], cwd=repo, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "docs/questions.py", "--check"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 
 
@@ -211,7 +210,7 @@ def test_compile_cache_reuses_code_but_never_stale_code(tmp_path: Path, monkeypa
     def load_as_copier_does() -> Any:
         spec = importlib.util.spec_from_file_location(
             "copier_template_extensions.compile_cache",
-            Path(__import__("conftest").REPO) / "extensions" / "compile_cache.py",
+            REPO / "extensions" / "compile_cache.py",
         )
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
@@ -253,11 +252,10 @@ def test_git_file_mode_is_asked_once_per_render_and_still_honoured(tmp_path: Pat
     shim.chmod(0o755)
     env = {**os.environ, "PATH": f"{shim.parent}{os.pathsep}{os.environ['PATH']}"}
     copier = [str(Path(sys.executable).with_name("copier")), "copy", "--trust", "--defaults", "--vcs-ref", "HEAD"]
-    repo = str(__import__("conftest").REPO)
 
     def copy(dst: Path, *extra: str) -> tuple[int, int]:
         log.write_text("")
-        proc = subprocess.run([*copier, *extra, repo, str(dst)], env=env, capture_output=True, text=True)
+        proc = subprocess.run([*copier, *extra, str(REPO), str(dst)], env=env, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
         asks = sum("core.fileMode" in line for line in log.read_text().splitlines())
         return asks, sum(1 for p in dst.rglob("*") if p.is_file() and ".git" not in p.parts)
@@ -295,8 +293,8 @@ print(env.from_string(sys.argv[2]).render(n=6), len(compiles))
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
 
     def run(source: str) -> str:
-        repo = str(__import__("conftest").REPO)
-        proc = subprocess.run([sys.executable, "-c", script, repo, source], env=env, capture_output=True, text=True)
+        command = [sys.executable, "-c", script, str(REPO), source]
+        proc = subprocess.run(command, env=env, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.strip()
 
@@ -314,7 +312,6 @@ def test_the_render_context_is_built_once_per_render_and_renders_the_same(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Counted through Copier's own ``_answers_to_remember``, which each context build calls once."""
-    from conftest import template_snapshot, tree
     from copier import _main
 
     builds: list[int] = []
