@@ -82,7 +82,7 @@ HOSTILE = [
     "%s",
     "\\n",
 ]
-CONTROL = [chr(c) for c in range(0x20)] + ["\x7f", "\u2028", "\u2029"]
+CONTROL = [chr(c) for c in (*range(0x20), *range(0x7F, 0xA0))] + ["\u2028", "\u2029"]
 
 
 def node_of(question: str) -> Mapping[str, Any]:

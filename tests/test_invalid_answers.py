@@ -28,6 +28,10 @@ INVALID = [
     ({"description": ""}, "description", "1-200 characters"),
     ({"description": "x" * 201}, "description", "1-200 characters"),
     ({"description": "two\nlines"}, "description", "one line"),
+    # U+0085 (NEL) is a C1 control character and a YAML line break: the answers file
+    # would read it back as a space.
+    ({"description": "one\x85line"}, "description", "control characters"),
+    ({"author_name": "Dev\x9bTeam"}, "author_name", "control characters"),
     ({"description": "   "}, "description", "not blank"),
     ({"author_email": "not-an-email"}, "author_email", "email"),
     ({"author_email": "a@b"}, "author_email", "email"),
