@@ -4,4 +4,4 @@ from .cli import app
 from .constants import MODULE_NAME
 
 if __name__ == "__main__":
-    app(prog_name=MODULE_NAME)
+    app(prog=MODULE_NAME)
