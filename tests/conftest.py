@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import tomllib
 import venv
 from collections import defaultdict
@@ -62,9 +63,10 @@ def by_set(names: list[str] | None = None) -> list[Any]:
 
 
 @contextlib.contextmanager
-def harness_lock() -> Iterator[None]:
+def harness_lock(name: str = "harness") -> Iterator[None]:
+    """Exclusive across processes and threads (flock: each open is its own lock holder)."""
     CACHE.mkdir(exist_ok=True)
-    with (CACHE / "harness.lock").open("w") as handle:
+    with (CACHE / f"{name}.lock").open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -121,13 +123,23 @@ def project_requirements(project: Path) -> list[str]:
     return sorted({*meta["dependencies"], *meta["optional-dependencies"]["dev"]})
 
 
-@pytest.fixture(scope="session")
-def module_env(copie_session: Any) -> ModuleEnv:
-    """A venv holding every dependency of a generated project (not the projects)."""
-    probe = copie_session.copy(template_dir=template_snapshot())
-    assert probe.exit_code == 0, probe.exception
+@functools.cache
+def probe() -> Path:
+    """The template rendered with the default answers, once per process: the dependency
+    list and the mypy configuration every generated project shares."""
+    import copier  # only when a test needs the env: collection stays quick
+
+    project = Path(tempfile.mkdtemp(prefix="modforge-probe-")) / "project"
+    atexit.register(shutil.rmtree, project.parent, True)
+    copier.run_copy(str(template_snapshot()), str(project), defaults=True, unsafe=True, quiet=True)
+    return project
+
+
+def prepare_module_env() -> ModuleEnv:
+    """The env every generated project is installed into, built once and reused while
+    the generated dependency list is unchanged."""
     # Build tools too, so editable installs need no isolated build env per project.
-    requirements = [*project_requirements(probe.project_dir), "hatchling", "editables"]
+    requirements = [*project_requirements(probe()), "hatchling", "editables"]
     key = hashlib.sha256(json.dumps([sys.version, requirements]).encode()).hexdigest()[:16]
     root = CACHE / f"module-env-{key}"
     marker = root / ".complete"
@@ -139,6 +151,64 @@ def module_env(copie_session: Any) -> ModuleEnv:
             subprocess.run([*pip, *requirements], check=True)
             marker.write_text("\n".join(requirements))
     return ModuleEnv(root)
+
+
+def prepare_mypy_seed(module_env: ModuleEnv) -> Path:
+    """A mypy cache holding the standard library and third-party packages, and no project module.
+
+    Each project is checked with its own copy of it: third-party code is analysed once per run,
+    and projects never share entries for their own modules (all have tests/test_api.py and the
+    like; mypy takes an entry as fresh when size and mtime match, which renders made in the
+    same second with package names of one length do).
+    """
+    root = CACHE / f"mypy-seed-{module_env.root.name}"
+    with harness_lock("mypy-seed"):  # its own lock: projects install meanwhile
+        if not (root / ".complete").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            work = root / "work"
+            work.mkdir(parents=True)
+            # The projects' own mypy configuration (strict, plugins): entries depend on it.
+            shutil.copy(probe() / "pyproject.toml", work)
+            (work / "seed.py").write_text("".join(f"import {name}\n" for name in third_party_imports()))
+            cache = {"MYPY_CACHE_DIR": str(root / "cache")}
+            module_env.run("mypy", "--strict", "--sqlite-cache", "seed.py", cwd=work, extra_env=cache)
+            (root / ".complete").touch()
+    return root / "cache"
+
+
+def _prepare_in_background() -> None:
+    """Build the env and the mypy seed while the tests that need neither run (see
+    pytest_collection_modifyitems). A failure here is left for the fixtures, which
+    build again and report it where a test can fail."""
+    with contextlib.suppress(Exception):
+        prepare_mypy_seed(prepare_module_env())
+
+
+NEEDS_ENV = "module_env"  # generated and mypy_seed depend on it
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that need no module env first, and the env built meanwhile.
+
+    On a clean clone, building the env (pip) and the mypy seed takes the better part of
+    a minute; every test that needs them would wait for it, so those that do not run
+    first. Each xdist worker collects the same items in the same order; both start the
+    build, and the lock makes the second one find it done.
+    """
+    needs = [NEEDS_ENV in getattr(item, "fixturenames", ()) for item in items]
+    items[:] = [item for item, need in zip(items, needs, strict=True) if not need] + [
+        item for item, need in zip(items, needs, strict=True) if need
+    ]
+    if any(needs) and not config.option.collectonly:
+        # The probe render runs here, in the main thread: Copier is not known to be thread-safe.
+        probe()
+        threading.Thread(target=_prepare_in_background, name="prepare-module-env", daemon=True).start()
+
+
+@pytest.fixture(scope="session")
+def module_env() -> ModuleEnv:
+    """A venv holding every dependency of a generated project (not the projects)."""
+    return prepare_module_env()
 
 
 IMPORTED = re.compile(
@@ -155,28 +225,8 @@ def third_party_imports() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def mypy_seed(module_env: ModuleEnv, generated: Any) -> Path:
-    """A mypy cache holding the standard library and third-party packages, and no project module.
-
-    Each project is checked with its own copy of it: third-party code is analysed once per run,
-    and projects never share entries for their own modules (all have tests/test_api.py and the
-    like; mypy takes an entry as fresh when size and mtime match, which renders made in the
-    same second with package names of one length do).
-    """
-    root = CACHE / f"mypy-seed-{module_env.root.name}"
-    config = generated("default").project / "pyproject.toml"  # before the lock: it takes it too
-    with harness_lock():
-        if not (root / ".complete").exists():
-            shutil.rmtree(root, ignore_errors=True)
-            work = root / "work"
-            work.mkdir(parents=True)
-            # The projects' own mypy configuration (strict, plugins): entries depend on it.
-            shutil.copy(config, work)
-            (work / "seed.py").write_text("".join(f"import {name}\n" for name in third_party_imports()))
-            cache = {"MYPY_CACHE_DIR": str(root / "cache")}
-            module_env.run("mypy", "--strict", "--sqlite-cache", "seed.py", cwd=work, extra_env=cache)
-            (root / ".complete").touch()
-    return root / "cache"
+def mypy_seed(module_env: ModuleEnv) -> Path:
+    return prepare_mypy_seed(module_env)
 
 
 # A generated project's own suite. -v names each test as it starts, and a test still
