@@ -6,7 +6,8 @@ generated dependency list is unchanged) and installs each rendered project into
 it with ``--no-deps``. Rendering goes through pytest-copie, which calls Copier
 in-process, from a snapshot of the working tree (see ``template_snapshot``). Runs
 are parallel (pytest-xdist, one answer set per worker group); a file lock
-serialises what must not run twice at once (building the env, pip).
+serialises what must not run twice at once (building the env, pip). The env is
+built in the background while the tests that need none run first.
 At the end a table names each answer set and the outcome of each check.
 """
 
@@ -199,10 +200,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items[:] = [item for item, need in zip(items, needs, strict=True) if not need] + [
         item for item, need in zip(items, needs, strict=True) if need
     ]
-    if any(needs) and not config.option.collectonly:
+    if not any(needs) or config.option.collectonly:
+        return
+    try:
         # The probe render runs here, in the main thread: Copier is not known to be thread-safe.
         probe()
-        threading.Thread(target=_prepare_in_background, name="prepare-module-env", daemon=True).start()
+    except Exception:  # a broken template fails in the tests that render it, not in collection
+        return
+    threading.Thread(target=_prepare_in_background, name="prepare-module-env", daemon=True).start()
 
 
 @pytest.fixture(scope="session")
