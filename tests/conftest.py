@@ -196,11 +196,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     first. Each xdist worker collects the same items in the same order; both start the
     build, and the lock makes the second one find it done.
     """
-    needs = [NEEDS_ENV in getattr(item, "fixturenames", ()) for item in items]
-    items[:] = [item for item, need in zip(items, needs, strict=True) if not need] + [
-        item for item, need in zip(items, needs, strict=True) if need
-    ]
-    if not any(needs) or config.option.collectonly:
+
+    def needs_env(item: pytest.Item) -> bool:
+        return NEEDS_ENV in getattr(item, "fixturenames", ())
+
+    items.sort(key=needs_env)  # stable: each half keeps its collection order
+    if not items or not needs_env(items[-1]) or config.option.collectonly:
         return
     try:
         # The probe render runs here, in the main thread: Copier is not known to be thread-safe.
