@@ -18,6 +18,7 @@ from typing import Any, cast
 import pytest
 from conftest import REPO, template_snapshot, tree
 from jinja2.runtime import Context
+from jsonschema import Draft202012Validator
 
 sys.path.insert(0, str(REPO))
 
@@ -68,6 +69,12 @@ def test_shared_questions_have_one_rule_in_every_schema() -> None:
         nodes = [validation.question_fields(p)[name][1] for p in validation.PLATFORMS]
         assert nodes[0] == nodes[1], name
     assert validation.manifest_schema("blux")["$defs"] == validation.manifest_schema("liftos")["$defs"]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in validation.SCHEMA_DIR.glob("*.json")))
+def test_every_shipped_schema_is_a_valid_draft_2020_12_schema(name: str) -> None:
+    # Neither the answer check nor the generated module re-checks them at run time.
+    Draft202012Validator.check_schema(json.loads((validation.SCHEMA_DIR / name).read_text("utf-8")))
 
 
 @pytest.mark.parametrize("platform", validation.PLATFORMS)
