@@ -29,7 +29,7 @@ import threading
 import tomllib
 import venv
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -237,8 +237,15 @@ def mypy_seed(module_env: ModuleEnv) -> Path:
 
 # A generated project's own suite. -v names each test as it starts, and a test still
 # running after 120 s gets every thread's stack printed (the run is killed at 600 s):
-# a hang says which test hangs, and where (hung_at).
-SUITE = ("python", "-m", "pytest", "-v", "-p", "no:cacheprovider", "-o", "faulthandler_timeout=120")
+# a hang says which test hangs, and where (hung_at). Assertions run plain: rewriting
+# a freshly rendered project's test modules is about 1.5 s of CPU a run (run_suite
+# reruns what failed with rewriting, for the values).
+SUITE = (
+    *("python", "-m", "pytest", "-v", "-p", "no:cacheprovider", "-o", "faulthandler_timeout=120"),
+    "--assert=plain",
+)
+# "-ra" summary lines: "FAILED tests/test_api.py::test_x[a b] - AssertionError: ..."
+FAILED_TEST = re.compile(r"^(?:FAILED|ERROR) (.+?::.+?)(?: - .*)?$", re.MULTILINE)
 
 
 def hung_at(output: str) -> str:
@@ -256,13 +263,25 @@ def hung_at(output: str) -> str:
     return f"hung in {test}; the project's frames of each thread, innermost first:\n" + "\n".join(ours[:60]) + "\n\n"
 
 
-def assert_suite_passed(proc: subprocess.CompletedProcess[str]) -> None:
-    """A SUITE run passed; if not, say where it hung (when it did) and show how its output ended."""
+def run_suite(run: Callable[..., subprocess.CompletedProcess[str]], *args: str) -> None:
+    """Run a project's SUITE (plus args) with `run` and assert it passed.
+
+    If not: say where it hung (when it did), show how its output ended, and run the
+    failed tests again with pytest's assertion rewriting, to show the values compared.
+    """
+    proc = run(*SUITE, *args)
     lines = proc.stdout.strip().splitlines()
     summary = lines[-1] if lines else ""  # "=== 239 passed in 20.1s ===" (-v names tests above)
-    assert proc.returncode == 0 and " passed" in summary and " failed" not in summary, (
+    if proc.returncode == 0 and " passed" in summary and " failed" not in summary:
+        return
+    report = (
         f"pytest failed (exit {proc.returncode}):\n{hung_at(proc.stdout)}{proc.stdout[-6000:]}\n{proc.stderr[-4000:]}"
     )
+    failed = FAILED_TEST.findall(proc.stdout)
+    if failed and "Timeout (" not in proc.stdout:
+        again = run(*SUITE, "--assert=rewrite", *failed)
+        report += f"\n\nthe failed tests again, with assertion rewriting:\n{again.stdout[-8000:]}"
+    raise AssertionError(report)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ the updated project, on the hand-written sets.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -27,9 +28,8 @@ from conftest import (
     HAND_SETS,
     RELEASES,
     REPO,
-    SUITE,
     ModuleEnv,
-    assert_suite_passed,
+    run_suite,
     starts,
     template_snapshot,
     tree,
@@ -208,7 +208,7 @@ def run_process_tests(module_env: ModuleEnv, project: Path, package: str) -> Non
     first = {"PYTHONPATH": str(project / "src")}
     where = module_env.run("python", "-c", f"import {package}; print({package}.__file__)", cwd=project, extra_env=first)
     assert Path(where.stdout.strip()).is_relative_to(project / "src"), where.stdout + where.stderr
-    assert_suite_passed(module_env.run(*SUITE, "-m", "process", cwd=project, extra_env=first))
+    run_suite(functools.partial(module_env.run, cwd=project, extra_env=first), "-m", "process")
 
 
 def test_update_script_reports_conflicts(template_repo: Path, tmp_path: Path) -> None:
