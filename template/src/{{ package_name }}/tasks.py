@@ -359,12 +359,16 @@ class TaskManager:
             # (the in-memory status changes before _settle's first await).
             if record.status.finished:
                 return  # cancelled by a caller meanwhile
-            if error is None:
-                record.result = result
-                await self._settle(record, TaskStatus.SUCCEEDED)
-            else:
-                record.error = error
-                await self._settle(record, TaskStatus.FAILED)
+            # Once the outcome exists, a shutdown's cancellation must not cut its storing
+            # short: the store drops a write whose caller gave up, and the row would say
+            # "running" after a clean stop, with the result lost. It is one write and
+            # one audit record, so the shutdown waits for it.
+            storing = asyncio.ensure_future(self._store_outcome(record, result, error))
+            try:
+                await asyncio.shield(storing)
+            except asyncio.CancelledError:
+                await storing
+                raise
         except asyncio.CancelledError:
             if live.requeue:
                 if record.status is TaskStatus.RUNNING:
@@ -375,6 +379,16 @@ class TaskManager:
             raise
         finally:
             self._release(record.id)
+
+    async def _store_outcome(
+        self, record: TaskRecord, result: dict[str, Any] | None, error: str | None
+    ) -> None:
+        if error is None:
+            record.result = result
+            await self._settle(record, TaskStatus.SUCCEEDED)
+        else:
+            record.error = error
+            await self._settle(record, TaskStatus.FAILED)
 
     async def _execute(self, live: _Live) -> tuple[dict[str, Any] | None, str | None]:
         """Run the processor in a worker thread: (result, None) or (None, reason)."""
