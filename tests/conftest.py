@@ -240,10 +240,7 @@ def mypy_seed(module_env: ModuleEnv) -> Path:
 # a hang says which test hangs, and where (hung_at). Assertions run plain: rewriting
 # a freshly rendered project's test modules is about 1.5 s of CPU a run (run_suite
 # reruns what failed with rewriting, for the values).
-SUITE = (
-    *("python", "-m", "pytest", "-v", "-p", "no:cacheprovider", "-o", "faulthandler_timeout=120"),
-    "--assert=plain",
-)
+SUITE = ("python", "-m", "pytest", "-v", "-p", "no:cacheprovider", "-o", "faulthandler_timeout=120", "--assert=plain")
 # "-ra" summary lines: "FAILED tests/test_api.py::test_x[a b] - AssertionError: ..."
 FAILED_TEST = re.compile(r"^(?:FAILED|ERROR) (.+?::.+?)(?: - .*)?$", re.MULTILINE)
 
