@@ -5,7 +5,7 @@ harness builds a single virtual environment (reused across runs while the
 generated dependency list is unchanged) and installs each rendered project into
 it with ``--no-deps``. Rendering goes through pytest-copie, which calls Copier
 in-process, from a snapshot of the working tree (see ``template_snapshot``). Runs
-are parallel (pytest-xdist, one answer set per worker group); a file lock
+are parallel (pytest-xdist, each answer set on one worker); a file lock
 serialises what must not run twice at once (building the env, pip). The env is
 built in the background while the tests that need none run first.
 At the end a table names each answer set and the outcome of each check.
@@ -56,12 +56,37 @@ def starts(name: str) -> list[str]:
 
 
 def by_set(names: list[str] | None = None) -> list[Any]:
-    """Parametrize over answer sets, each pinned to one xdist worker group.
+    """Parametrize over answer sets: the test id is the set's name (see ``answer_set_of``)."""
+    return [pytest.param(n, id=n) for n in (names or sorted(ANSWER_SETS))]
 
-    A set is rendered and installed once per worker, so keeping its checks on
-    one worker (``--dist loadgroup``) does that work once per run.
+
+_PARAM_ID = re.compile(r"\[([^\[\]]+)\]$")
+
+
+def answer_set_of(nodeid: str) -> str | None:
+    """The answer set a test checks, from its id: ``[name]`` (by_set) or
+    ``[name-from-version]`` (test_upgrade's updates from older releases)."""
+    match = _PARAM_ID.search(nodeid)
+    name = match[1].split("-from-")[0] if match else None
+    return name if name in ANSWER_SETS else None
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Every test of one answer set on one worker, which renders and installs the set
+    once (``generated``); other tests are spread one by one, in collection order
+    (``pytest_collection_modifyitems``: those that need no module env first).
+
+    Not ``--dist loadgroup``: xdist 3.8 marks a group by appending to ``item._nodeid``,
+    which pytest 9.2 no longer reads, so with it every set was rendered and installed
+    on both workers.
     """
-    return [pytest.param(n, id=n, marks=pytest.mark.xdist_group(n)) for n in (names or sorted(ANSWER_SETS))]
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
+
+    class BySet(LoadScopeScheduling):  # type: ignore[misc]  # xdist ships no types
+        def _split_scope(self, nodeid: str) -> str:
+            return answer_set_of(nodeid) or nodeid
+
+    return BySet(config, log)
 
 
 @contextlib.contextmanager
@@ -190,18 +215,25 @@ NEEDS_ENV = "module_env"  # generated and mypy_seed depend on it
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that need no module env first, and the env built meanwhile.
+    """Tests that need no module env first, and the env built meanwhile; then the
+    hand-written answer sets, then the pairwise ones.
 
     On a clean clone, building the env (pip) and the mypy seed takes the better part of
     a minute; every test that needs them would wait for it, so those that do not run
     first. Each xdist worker collects the same items in the same order; both start the
-    build, and the lock makes the second one find it done.
+    build, and the lock makes the second one find it done. A set's tests run on one
+    worker (pytest_xdist_make_scheduler), sets in the order they first appear: the
+    hand-written ones take longest (their updates run the `process` tests), so they go
+    first and the short pairwise sets even out the end.
     """
 
     def needs_env(item: pytest.Item) -> bool:
         return NEEDS_ENV in getattr(item, "fixturenames", ())
 
-    items.sort(key=needs_env)  # stable: each half keeps its collection order
+    def order(item: pytest.Item) -> tuple[bool, bool]:
+        return needs_env(item), answer_set_of(item.nodeid) not in HAND_SETS
+
+    items.sort(key=order)  # stable: each part keeps its collection order
     if not items or not needs_env(items[-1]) or config.option.collectonly:
         return
     try:

@@ -120,14 +120,14 @@ def make_user_edits(project: Path, package: str) -> None:
 
 
 def upgrades() -> list[Any]:
-    """(answer set, release) pairs, each pinned to the set's xdist worker group like by_set()."""
+    """(answer set, release) pairs, with ids conftest.answer_set_of reads (each set runs on one worker)."""
     params = []
     for name in sorted(ANSWER_SETS):
         versions: list[str | None] = [*starts(name)] or [None]  # None: no release renders its platform
         for version in versions:
             # The newest start keeps the set's own id: its cell in the summary table.
             test_id = name if version == versions[-1] else f"{name}-from-{version}"
-            params.append(pytest.param(name, version, id=test_id, marks=pytest.mark.xdist_group(name)))
+            params.append(pytest.param(name, version, id=test_id))
     return params
 
 
