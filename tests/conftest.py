@@ -71,6 +71,7 @@ def answer_set_of(nodeid: str) -> str | None:
     return name if name in ANSWER_SETS else None
 
 
+@pytest.hookimpl(optionalhook=True)  # xdist's hooks: absent with -p no:xdist
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """``-n auto``: one worker more than the CPUs this process may use.
 
@@ -85,6 +86,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     return len(os.sched_getaffinity(0)) + 1
 
 
+@pytest.hookimpl(optionalhook=True)  # xdist's hooks: absent with -p no:xdist
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Every test of one answer set on one worker, which renders and installs the set
     once (``generated``); other tests are spread one by one, in collection order
