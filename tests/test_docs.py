@@ -56,7 +56,7 @@ def test_site_builds_strict_without_warnings(tmp_path: Path) -> None:
     # The architecture diagram: a mermaid block, and its plain-text twin for offline readers.
     architecture = (site / "generated-module" / "index.html").read_text("utf-8")
     assert 'class="mermaid"' in architecture
-    assert "TaskManager" in architecture and "semaphore slot" in architecture
+    assert "TaskManager" in architecture and "free slot, FIFO" in architecture
 
 
 def test_every_page_is_in_the_nav() -> None:

@@ -3,9 +3,10 @@
 A task is an operation name plus the validated input its processor needs. It
 is written to the task store (store.py, SQLite) as ``queued`` before
 ``submit`` returns, so the caller's 202 always names a task that survives a
-restart. Each task then waits for one of ``max_concurrent`` slots as an
-``asyncio`` task (no polling: an idle module uses no CPU) and runs its
-processor in a worker thread, under TASK_TIMEOUT_SECONDS.
+restart. Each task then waits in a first-in, first-out line for one of
+``max_concurrent`` slots (no polling: an idle module uses no CPU), becomes an
+``asyncio`` task when it gets one, and runs its processor in a worker thread,
+under TASK_TIMEOUT_SECONDS.
 
 Processors are pure functions of their input. That is what makes redelivery
 safe: a task interrupted by a crash, or still running when a graceful shutdown
@@ -20,12 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
@@ -90,14 +92,19 @@ class TaskRecord:
         }
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Live:
     """A task this process is responsible for: queued here or running."""
 
     record: TaskRecord
     payload: dict[str, Any]
+    # Created when the task gets a slot. Under a flood nearly every task waits,
+    # and a parked asyncio task (its coroutine, frame and waiter) cost each
+    # submission more than the line does.
     task: asyncio.Task[None] | None = None
+    slot: bool = False  # holds one of the max_concurrent slots
     requeue: bool = False  # set at shutdown: back to queued, not cancelled
+    ended: asyncio.Future[None] | None = None  # made by the first waiter
 
 
 async def execute_in_thread(
@@ -185,7 +192,11 @@ class TaskManager:
         self._store = store
         # operation -> processor; more may be registered before they are submitted.
         self.runners: dict[str, Runner] = dict(runners)
-        self._slots = asyncio.Semaphore(max_concurrent)
+        self._max_concurrent = max_concurrent
+        self._busy = 0  # slots taken
+        # Tasks waiting for a slot, oldest first. A cancelled one stays here until
+        # its turn comes and is skipped then.
+        self._waiting: deque[_Live] = deque()
         # As many threads as slots: CPU work can never outnumber the bound.
         self._pool = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="task")
         self._max_queued = max_queued
@@ -215,6 +226,8 @@ class TaskManager:
         live = self._live.pop(task_id, None)
         if live is not None:
             self._states[live.record.status] -= 1
+            if live.ended is not None and not live.ended.done():
+                live.ended.set_result(None)
 
     @property
     def accepting(self) -> bool:
@@ -274,7 +287,31 @@ class TaskManager:
     def _launch(self, live: _Live) -> None:
         if live.record.id not in self._live:
             self._hold(live)
-        live.task = asyncio.create_task(self._run(live), name=f"task-{live.record.id}")
+        self._waiting.append(live)
+        self._start_waiting()
+
+    def _start_waiting(self) -> None:
+        """Give the free slots to the tasks that have waited longest."""
+        while self._waiting and self._busy < self._max_concurrent and self._accepting:
+            live = self._waiting.popleft()
+            if self._live.get(live.record.id) is not live or live.record.status.finished:
+                continue  # cancelled while it waited
+            self._busy += 1
+            live.slot = True
+            live.task = asyncio.create_task(self._run(live), name=f"task-{live.record.id}")
+            # A task cancelled before its first step never runs _run's cleanup.
+            live.task.add_done_callback(partial(self._task_done, live))
+
+    def _free_slot(self, live: _Live) -> None:
+        if live.slot:
+            live.slot = False
+            self._busy -= 1
+            self._start_waiting()
+
+    def _task_done(self, live: _Live, _task: asyncio.Task[None]) -> None:
+        self._free_slot(live)
+        if self._live.get(live.record.id) is live:
+            self._release(live.record.id)
 
     # Reading ----------------------------------------------------------------
     async def get(self, task_id: UUID) -> TaskRecord | None:
@@ -299,10 +336,16 @@ class TaskManager:
         return page
 
     async def wait(self, task_id: UUID) -> TaskRecord | None:
-        """Until this process is done with the task (without cancelling it if the waiter is)."""
+        """Until this process is done with the task (without cancelling it if the waiter is).
+
+        A task still waiting for a slot when the module stops accepting is done
+        with here: it stays queued for the next start.
+        """
         live = self._live.get(task_id)
-        if live is not None and live.task is not None:
-            await asyncio.wait({live.task})
+        if live is not None and (live.task is not None or self._accepting):
+            if live.ended is None:
+                live.ended = asyncio.get_running_loop().create_future()
+            await asyncio.wait({live.ended})
         return await self.get(task_id)
 
     # Transitions ------------------------------------------------------------
@@ -350,13 +393,15 @@ class TaskManager:
     async def _run(self, live: _Live) -> None:
         record = live.record
         try:
-            async with self._slots:
+            try:
                 if not self._accepting or record.status.finished:
                     return  # draining: it stays queued, stored, for the next start
                 await self._settle(record, TaskStatus.RUNNING)
                 result, error = await self._execute(live)
-            # The slot bounds running work, so it is free while the outcome is stored
-            # (the in-memory status changes before _settle's first await).
+            finally:
+                # The slot bounds running work, so it is free while the outcome is
+                # stored (the in-memory status changes before _settle's first await).
+                self._free_slot(live)
             if record.status.finished:
                 return  # cancelled by a caller meanwhile
             # Once the outcome exists, a shutdown's cancellation must not cut its storing
@@ -411,13 +456,20 @@ class TaskManager:
         record.error = reason
         if live is not None and live.task is not None:
             live.task.cancel()
-        await self._settle(record, TaskStatus.CANCELLED)
+        try:
+            await self._settle(record, TaskStatus.CANCELLED)
+        finally:
+            if live is not None and live.task is None:
+                self._release(task_id)  # it was waiting for a slot: nothing else would
         return record
 
     # Shutdown ---------------------------------------------------------------
     def stop_accepting(self, grace_seconds: float) -> None:
         """Refuse new tasks and start no queued ones; the grace period starts now."""
         self._accepting = False
+        for live in self._waiting:  # they stay queued: their waiters are done
+            if live.ended is not None and not live.ended.done():
+                live.ended.set_result(None)
         if self._deadline is None:
             self._grace = grace_seconds
             self._deadline = asyncio.get_running_loop().time() + grace_seconds
