@@ -31,13 +31,27 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
 from .context import current_request_id
-from .policy import AuditLevel
 
 logger = logging.getLogger(__name__)
+
+
+class AuditLevel(IntEnum):
+    """Ordered so that ``level >= AuditLevel.DETAILED`` reads as intended."""
+
+    NONE = 0
+    BASIC = 1
+    DETAILED = 2
+    VERBOSE = 3
+
+    @classmethod
+    def parse(cls, name: str) -> AuditLevel:
+        return cls[name.upper()]
+
 
 GENESIS_HASH = "0" * 64
 _SECRET_HINTS = (

@@ -8,24 +8,10 @@ never widen.
 
 from __future__ import annotations
 
-from enum import IntEnum
-
+from .audit import AuditLevel
 from .errors import PolicyViolation, StartupError
 from .manifest import Manifest, Policy
 from .settings import Settings, env_name
-
-
-class AuditLevel(IntEnum):
-    """Ordered so that ``level >= AuditLevel.DETAILED`` reads as intended."""
-
-    NONE = 0
-    BASIC = 1
-    DETAILED = 2
-    VERBOSE = 3
-
-    @classmethod
-    def parse(cls, name: str) -> AuditLevel:
-        return cls[name.upper()]
 
 
 class PolicyEnforcer:
