@@ -45,15 +45,28 @@ from dev import tmpfs_scratch  # noqa: E402  (the same tmpfs choice as the harne
 COPIER = Path(sys.executable).with_name("copier")
 
 
+def once(fn: Callable[[Path], object]) -> float:
+    work = Path(tempfile.mkdtemp())
+    start = time.perf_counter()
+    fn(work / "out")
+    elapsed = time.perf_counter() - start
+    shutil.rmtree(work)
+    return elapsed
+
+
 def median_seconds(fn: Callable[[Path], object], runs: int) -> float:
-    samples = []
-    for _ in range(runs):
-        work = Path(tempfile.mkdtemp())
-        start = time.perf_counter()
-        fn(work / "out")
-        samples.append(time.perf_counter() - start)
-        shutil.rmtree(work)
-    return statistics.median(samples)
+    return statistics.median(once(fn) for _ in range(runs))
+
+
+def paired_medians(first: Callable[[Path], object], second: Callable[[Path], object], runs: int) -> tuple[float, float]:
+    """Medians of both, run in turns: a ratio of two figures taken minutes apart would
+    measure this machine's drift, and whichever runs first in a round pays a little more."""
+    samples: tuple[list[float], list[float]] = ([], [])
+    for run in range(runs):
+        order = (0, 1) if run % 2 == 0 else (1, 0)
+        for which in order:
+            samples[which].append(once((first, second)[which]))
+    return statistics.median(samples[0]), statistics.median(samples[1])
 
 
 def one_file_template(root: Path) -> Path:
@@ -125,8 +138,7 @@ def main() -> None:
     for label, where in places:
         with temp_dir(where):
             with tempfile.TemporaryDirectory() as tmp:
-                floor = median_seconds(cli(one_file_template(Path(tmp) / "tpl")), args.runs)
-            full = median_seconds(cli(REPO), args.runs)
+                floor, full = paired_medians(cli(one_file_template(Path(tmp) / "tpl")), cli(REPO), args.runs)
             inproc = median_seconds(in_process, args.runs)
             snapshot = median_seconds(in_process_snapshot, args.runs)
         print(label)
