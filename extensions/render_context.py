@@ -9,8 +9,10 @@ walks the tree: the answers were settled before, and the phase is the same.
 So during that pass the first context built is kept, and every caller gets a
 copy of it whose own parts are new too: ``_copier_answers``, and ``_copier_conf``
 (Copier's lazy mapping, which ``Worker.answers_relpath`` changes in the context it
-is given). Outside the pass (questions, messages, tasks, migrations), or when
-Copier's private names change, Copier's own method runs every time.
+is given). Likewise ``Worker.answers_relpath``, which renders the answers file's
+name and is asked once per path part (about 300 times): it is computed once per
+pass. Outside the pass (questions, messages, tasks, migrations), or when
+Copier's private names change, Copier's own code runs every time.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from jinja2.ext import Extension
 
 _MARK = "__modforge_render_context__"
 _MEMO = "_modforge_render_context"  # on the Worker, only during a pass: [] or [context]
+_RELPATH = "_modforge_answers_relpath"  # likewise: [] or [path]
 
 
 def _copy(context: dict[str, Any]) -> dict[str, Any] | None:
@@ -36,7 +39,7 @@ def _copy(context: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def install() -> bool:
-    """Wrap Copier's two methods once per process; False when Copier lacks them."""
+    """Wrap Copier's methods once per process; False when Copier lacks them."""
     try:
         from copier import _main
     except ImportError:
@@ -44,18 +47,31 @@ def install() -> bool:
     worker = getattr(_main, "Worker", None)
     build = getattr(worker, "_render_context", None)
     render = getattr(worker, "_render_template", None)
-    if build is None or render is None:
+    relpath = getattr(worker, "answers_relpath", None)
+    if build is None or render is None or not isinstance(relpath, property) or relpath.fget is None:
         return False
     if getattr(build, _MARK, False):
         return True
+    compute_relpath = relpath.fget
 
     @functools.wraps(render)
     def render_template(self: Any) -> None:
         vars(self)[_MEMO] = []
+        vars(self)[_RELPATH] = []
         try:
             render(self)
         finally:
             vars(self).pop(_MEMO, None)
+            vars(self).pop(_RELPATH, None)
+
+    @functools.wraps(compute_relpath)
+    def answers_relpath(self: Any) -> Any:
+        memo: list[Any] | None = vars(self).get(_RELPATH)
+        if memo is None:
+            return compute_relpath(self)
+        if not memo:
+            memo.append(compute_relpath(self))
+        return memo[0]
 
     @functools.wraps(build)
     def render_context(self: Any) -> Any:
@@ -70,6 +86,7 @@ def install() -> bool:
     setattr(render_context, _MARK, True)
     worker._render_template = render_template  # type: ignore[union-attr]
     worker._render_context = render_context  # type: ignore[union-attr]
+    worker.answers_relpath = property(answers_relpath)  # type: ignore[union-attr]
     return True
 
 

@@ -348,3 +348,38 @@ def test_the_render_context_is_built_once_per_render_and_renders_the_same(
     # Outside the pass over the template (questions, messages) Copier still builds its own.
     assert with_extension * 10 < without, (with_extension, without)
     assert tree(tmp_path / "with") == tree(tmp_path / "without")
+
+
+def test_the_answers_file_name_is_computed_once_per_render(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Copier asks ``Worker.answers_relpath`` for every path part; it renders a name that cannot change."""
+    from copier import _main
+
+    original = inspect.unwrap(_main.Worker.answers_relpath.fget)
+    computed: list[int] = []
+
+    def counted(self: _main.Worker) -> Any:
+        computed.append(1)
+        return original(self)
+
+    # Copier as it ships, with a counter: the extension installs itself over it when loaded.
+    for name in ("_render_context", "_render_template"):
+        monkeypatch.setattr(_main.Worker, name, inspect.unwrap(getattr(_main.Worker, name)))
+    monkeypatch.setattr(_main.Worker, "answers_relpath", property(counted))
+    template = tmp_path / "template"
+    shutil.copytree(template_snapshot(), template)
+
+    def render(dst: Path) -> int:
+        computed.clear()
+        _main.run_copy(str(template), str(dst), defaults=True, unsafe=True, quiet=True)
+        return len(computed)
+
+    with_extension = render(tmp_path / "with")
+    spec = template / "copier.yml"
+    line = "  - extensions/render_context.py:RenderContextExtension\n"
+    spec.write_text(spec.read_text("utf-8").replace(line, ""), "utf-8")
+    for name in ("_render_context", "_render_template"):
+        monkeypatch.setattr(_main.Worker, name, inspect.unwrap(getattr(_main.Worker, name)))
+    monkeypatch.setattr(_main.Worker, "answers_relpath", property(counted))
+    without = render(tmp_path / "without")
+    assert with_extension <= 3 and without > 100, (with_extension, without)
+    assert tree(tmp_path / "with") == tree(tmp_path / "without")
