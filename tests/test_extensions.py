@@ -354,7 +354,7 @@ def test_the_answers_file_name_is_computed_once_per_render(tmp_path: Path, monke
     """Copier asks ``Worker.answers_relpath`` for every path part; it renders a name that cannot change."""
     from copier import _main
 
-    original = inspect.unwrap(_main.Worker.answers_relpath.fget)
+    original = inspect.unwrap(vars(_main.Worker)["answers_relpath"].fget)
     computed: list[int] = []
 
     def counted(self: _main.Worker) -> Any:
