@@ -61,6 +61,9 @@ def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for release in RELEASES:
         git(clone, "tag", f"v{release['version']}", release["commit"])
     git(clone, "tag", CURRENT)
+    # Packed, as a template fetched from a remote is: Copier clones this repository
+    # for every render and update here, and a local clone hard-links each loose object.
+    git(clone, "gc", "-q", "--prune=now")
     return clone
 
 
