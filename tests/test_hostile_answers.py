@@ -19,6 +19,7 @@ derandomized: CI replays the same draws every time. To explore further, e.g.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import keyword
 import os
@@ -111,8 +112,13 @@ UTF8 = st.characters(codec="utf-8")
 
 def from_rule(node: Mapping[str, Any]) -> st.SearchStrategy[str]:
     """Strings that satisfy a schema string node: pattern, minLength, maxLength."""
-    low, high = node.get("minLength", 0), node.get("maxLength", 10_000)
-    pattern = node["pattern"]
+    return _rule_strings(node["pattern"], node.get("minLength", 0), node.get("maxLength", 10_000))
+
+
+@functools.cache
+def _rule_strings(pattern: str, low: int, high: int) -> st.SearchStrategy[str]:
+    # One strategy per rule, not per draw: hypothesis builds a regex strategy by
+    # parsing the pattern, which cost most of these tests' time when redone per draw.
     return st.from_regex(pattern, fullmatch=True, alphabet=UTF8).filter(lambda s: low <= len(s) <= high)
 
 
