@@ -194,9 +194,7 @@ class TaskManager:
         self.runners: dict[str, Runner] = dict(runners)
         self._max_concurrent = max_concurrent
         self._busy = 0  # slots taken
-        # Tasks waiting for a slot, oldest first. A cancelled one stays here until
-        # its turn comes and is skipped then.
-        self._waiting: deque[_Live] = deque()
+        self._waiting: deque[_Live] = deque()  # for a slot, oldest first
         # As many threads as slots: CPU work can never outnumber the bound.
         self._pool = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="task")
         self._max_queued = max_queued
@@ -294,8 +292,6 @@ class TaskManager:
         """Give the free slots to the tasks that have waited longest."""
         while self._waiting and self._busy < self._max_concurrent and self._accepting:
             live = self._waiting.popleft()
-            if self._live.get(live.record.id) is not live or live.record.status.finished:
-                continue  # cancelled while it waited
             self._busy += 1
             live.slot = True
             live.task = asyncio.create_task(self._run(live), name=f"task-{live.record.id}")
@@ -454,13 +450,16 @@ class TaskManager:
                 "only queued or running tasks can be cancelled"
             )
         record.error = reason
-        if live is not None and live.task is not None:
+        waiting = live if live is not None and live.task is None else None
+        if waiting is not None:
+            self._waiting.remove(waiting)  # O(queue), but only on a caller's cancel
+        elif live is not None and live.task is not None:
             live.task.cancel()
         try:
             await self._settle(record, TaskStatus.CANCELLED)
         finally:
-            if live is not None and live.task is None:
-                self._release(task_id)  # it was waiting for a slot: nothing else would
+            if waiting is not None:
+                self._release(task_id)  # no asyncio task will do it
         return record
 
     # Shutdown ---------------------------------------------------------------
