@@ -161,6 +161,10 @@ class CompileCacheExtension(Extension):
         ) -> Any:
             if not isinstance(source, str):
                 return original(source, name, filename, raw, defer_init)
+            # A reused compile skips the extensions' preprocess hooks, where some keep
+            # state (Copier's YieldExtension resets its yield context there): run them
+            # for that. The source compiled and the key stay the ones given.
+            environment.preprocess(source, name, filename)
             if not settled:
                 settled.append(fingerprint(environment))
             key = (settled[0], source, name, filename, raw, defer_init)

@@ -249,6 +249,23 @@ def test_compile_cache_reuses_code_but_never_stale_code(tmp_path: Path, monkeypa
     assert render() == "two 1"
 
 
+def test_a_reused_compile_still_runs_the_extensions_preprocess(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Copier's yield extension resets its context in preprocess: a cached compile must too."""
+    from copier._jinja_ext import YieldExtension, get_yield_context
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from extensions import compile_cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    env = SandboxedEnvironment(extensions=[YieldExtension, compile_cache.CompileCacheExtension])
+    plain, yielding = "{{ name }}.py", "{% yield item from items %}{{ item }}{% endyield %}"
+    assert env.from_string(plain).render(name="a") == "a.py"  # compiled, and kept
+    env.from_string(yielding).render(items=["x", "y"])
+    assert get_yield_context(env).yield_name == "item"
+    assert env.from_string(plain).render(name="b") == "b.py"  # reused
+    assert get_yield_context(env).yield_name is None, "a path part after a yield would be yielded too"
+
+
 def test_git_file_mode_is_asked_once_per_render_and_still_honoured(tmp_path: Path) -> None:
     """Through the real CLI, counting the git commands Copier runs with a logging `git` first on PATH."""
     real_git, log = shutil.which("git"), tmp_path / "git.log"
