@@ -102,6 +102,7 @@ class _Live:
     # and a parked asyncio task (its coroutine, frame and waiter) cost each
     # submission more than the line does.
     task: asyncio.Task[None] | None = None
+    in_line: bool = False  # waiting in TaskManager._waiting
     slot: bool = False  # holds one of the max_concurrent slots
     requeue: bool = False  # set at shutdown: back to queued, not cancelled
     ended: asyncio.Future[None] | None = None  # made by the first waiter
@@ -134,12 +135,19 @@ async def execute_in_thread(
     except Exception as exc:
         return None, f"{type(exc).__name__}: {exc}"
     finally:
-        if not work.done() and not abandon():
-            # A thread cannot be interrupted. After a timeout or a cancel the
-            # slot stays taken until the thread returns (its result is
-            # dropped), so running work never exceeds max_concurrent_tasks.
-            # Inputs are bounded (MAX_VALUES), so the overrun is short.
-            await asyncio.wait({work})
+        # A thread cannot be interrupted. After a timeout or a cancel the slot
+        # stays taken until the thread returns (its result is dropped), so
+        # running work never exceeds max_concurrent_tasks. Inputs are bounded
+        # (MAX_VALUES), so the overrun is short. A cancel that arrives during
+        # this wait (a caller's, after a timeout) is delivered once it ends.
+        cancelled = False
+        while not work.done() and not abandon():
+            try:
+                await asyncio.wait({work})
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
 
 
 class TaskBackend(Protocol):
@@ -283,15 +291,29 @@ class TaskManager:
         return live.record
 
     def _launch(self, live: _Live) -> None:
+        if live.record.status.finished:
+            # Cancelled while submit was storing it (it was listed already).
+            self._release(live.record.id)
+            return
         if live.record.id not in self._live:
             self._hold(live)
+        live.in_line = True
         self._waiting.append(live)
+        if not self._accepting:
+            self._keep_queued(live)
         self._start_waiting()
+
+    @staticmethod
+    def _keep_queued(live: _Live) -> None:
+        """The module stops accepting: a waiting task stays queued for the next start."""
+        if live.ended is not None and not live.ended.done():
+            live.ended.set_result(None)  # its waiters are done with it here
 
     def _start_waiting(self) -> None:
         """Give the free slots to the tasks that have waited longest."""
         while self._waiting and self._busy < self._max_concurrent and self._accepting:
             live = self._waiting.popleft()
+            live.in_line = False
             self._busy += 1
             live.slot = True
             live.task = asyncio.create_task(self._run(live), name=f"task-{live.record.id}")
@@ -450,8 +472,10 @@ class TaskManager:
                 "only queued or running tasks can be cancelled"
             )
         record.error = reason
+        # Not started: waiting in the line, or still being stored by submit.
         waiting = live if live is not None and live.task is None else None
-        if waiting is not None:
+        if waiting is not None and waiting.in_line:
+            waiting.in_line = False
             self._waiting.remove(waiting)  # O(queue), but only on a caller's cancel
         elif live is not None and live.task is not None:
             live.task.cancel()
@@ -466,9 +490,8 @@ class TaskManager:
     def stop_accepting(self, grace_seconds: float) -> None:
         """Refuse new tasks and start no queued ones; the grace period starts now."""
         self._accepting = False
-        for live in self._waiting:  # they stay queued: their waiters are done
-            if live.ended is not None and not live.ended.done():
-                live.ended.set_result(None)
+        for live in self._waiting:
+            self._keep_queued(live)
         if self._deadline is None:
             self._grace = grace_seconds
             self._deadline = asyncio.get_running_loop().time() + grace_seconds
