@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -332,6 +333,33 @@ print(env.from_string(sys.argv[2]).render(n=6), len(compiles))
     assert run("{{ n * 7 }}") == "42 0", "and replaced"
 
 
+def renders_with_and_without_render_context(
+    tmp_path: Path, counted: list[int], copier_as_shipped: Callable[[], None]
+) -> tuple[int, int]:
+    """The default module rendered with extensions/render_context.py, then without it
+    (copier.yml no longer lists it, and ``copier_as_shipped`` puts back what it wrapped):
+    how many entries ``counted`` gained in each render. Both renders write the same files."""
+    from copier import _main
+
+    template = tmp_path / "template"  # one path for both renders: it is in the answers file
+    shutil.copytree(template_snapshot(), template)
+
+    def render(dst: Path) -> int:
+        counted.clear()
+        _main.run_copy(str(template), str(dst), defaults=True, unsafe=True, quiet=True)
+        return len(counted)
+
+    with_extension = render(tmp_path / "with")
+    spec = template / "copier.yml"
+    line = "  - extensions/render_context.py:RenderContextExtension\n"
+    assert line in spec.read_text("utf-8")
+    spec.write_text(spec.read_text("utf-8").replace(line, ""), "utf-8")
+    copier_as_shipped()
+    without = render(tmp_path / "without")
+    assert tree(tmp_path / "with") == tree(tmp_path / "without")
+    return with_extension, without
+
+
 def test_the_render_context_is_built_once_per_render_and_renders_the_same(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -346,25 +374,13 @@ def test_the_render_context_is_built_once_per_render_and_renders_the_same(
         return real(self)
 
     monkeypatch.setattr(_main.Worker, "_answers_to_remember", counted)
-    template = tmp_path / "template"  # one path for both renders: it is in the answers file
-    shutil.copytree(template_snapshot(), template)
 
-    def render(dst: Path) -> int:
-        builds.clear()
-        _main.run_copy(str(template), str(dst), defaults=True, unsafe=True, quiet=True)
-        return len(builds)
+    def copier_as_shipped() -> None:
+        monkeypatch.setattr(_main.Worker, "_render_context", inspect.unwrap(_main.Worker._render_context))
 
-    with_extension = render(tmp_path / "with")
-    # Then the same template without it: copier.yml no longer lists it, and Copier's method is back.
-    spec = template / "copier.yml"
-    line = "  - extensions/render_context.py:RenderContextExtension\n"
-    assert line in spec.read_text("utf-8")
-    spec.write_text(spec.read_text("utf-8").replace(line, ""), "utf-8")
-    monkeypatch.setattr(_main.Worker, "_render_context", inspect.unwrap(_main.Worker._render_context))
-    without = render(tmp_path / "without")
+    with_extension, without = renders_with_and_without_render_context(tmp_path, builds, copier_as_shipped)
     # Outside the pass over the template (questions, messages) Copier still builds its own.
     assert with_extension * 10 < without, (with_extension, without)
-    assert tree(tmp_path / "with") == tree(tmp_path / "without")
 
 
 def test_the_answers_file_name_is_computed_once_per_render(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -378,25 +394,12 @@ def test_the_answers_file_name_is_computed_once_per_render(tmp_path: Path, monke
         computed.append(1)
         return original(self)
 
-    # Copier as it ships, with a counter: the extension installs itself over it when loaded.
-    for name in ("_render_context", "_render_template"):
-        monkeypatch.setattr(_main.Worker, name, inspect.unwrap(getattr(_main.Worker, name)))
-    monkeypatch.setattr(_main.Worker, "answers_relpath", property(counted))
-    template = tmp_path / "template"
-    shutil.copytree(template_snapshot(), template)
+    def copier_as_shipped() -> None:
+        """With a counter: when loaded, the extension installs itself over it."""
+        for name in ("_render_context", "_render_template"):
+            monkeypatch.setattr(_main.Worker, name, inspect.unwrap(getattr(_main.Worker, name)))
+        monkeypatch.setattr(_main.Worker, "answers_relpath", property(counted))
 
-    def render(dst: Path) -> int:
-        computed.clear()
-        _main.run_copy(str(template), str(dst), defaults=True, unsafe=True, quiet=True)
-        return len(computed)
-
-    with_extension = render(tmp_path / "with")
-    spec = template / "copier.yml"
-    line = "  - extensions/render_context.py:RenderContextExtension\n"
-    spec.write_text(spec.read_text("utf-8").replace(line, ""), "utf-8")
-    for name in ("_render_context", "_render_template"):
-        monkeypatch.setattr(_main.Worker, name, inspect.unwrap(getattr(_main.Worker, name)))
-    monkeypatch.setattr(_main.Worker, "answers_relpath", property(counted))
-    without = render(tmp_path / "without")
+    copier_as_shipped()
+    with_extension, without = renders_with_and_without_render_context(tmp_path, computed, copier_as_shipped)
     assert with_extension <= 3 and without > 100, (with_extension, without)
-    assert tree(tmp_path / "with") == tree(tmp_path / "without")
