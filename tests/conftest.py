@@ -13,7 +13,6 @@ At the end a table names each answer set and the outcome of each check.
 
 from __future__ import annotations
 
-import ast
 import atexit
 import contextlib
 import fcntl
@@ -373,22 +372,40 @@ def tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file() and ".git" not in p.parts}
 
 
-def parse_files(files: dict[str, bytes]) -> None:
-    """Each file (a tree()) parses as its type, so no answer broke a format."""
+def _bash_syntax(text: str) -> None:
+    checked = subprocess.run(["bash", "-n"], input=text.encode("utf-8"), capture_output=True, check=False)
+    if checked.returncode != 0:
+        raise SyntaxError(checked.stderr.decode("utf-8", "replace").strip())
+
+
+# How each file type in a rendered project is parsed. compile(), not ast.parse: it
+# also refuses what only the compiler checks (a `return` outside a function, say).
+PARSERS: dict[str, Callable[[str, str], object]] = {
+    ".py": lambda text, where: compile(text, where, "exec", dont_inherit=True),
+    ".json": lambda text, where: json.loads(text),
+    ".toml": lambda text, where: tomllib.loads(text),
+    ".yml": lambda text, where: list(yaml.safe_load_all(text)),
+    ".yaml": lambda text, where: list(yaml.safe_load_all(text)),
+    ".sh": lambda text, where: _bash_syntax(text),
+}
+
+
+def parse_files(files: dict[str, bytes]) -> int:
+    """Each file (a tree()) parses as its type, so no answer broke a format; returns
+    how many files were parsed."""
+    parsed = 0
     for where, data in files.items():
-        text = data.decode("utf-8")
-        suffix = PurePosixPath(where).suffix
-        if suffix == ".json":
-            json.loads(text)
-        elif suffix in {".yml", ".yaml"}:
-            list(yaml.safe_load_all(text))
-        elif suffix == ".toml":
-            tomllib.loads(text)
-        elif suffix == ".py":
-            ast.parse(text, filename=where)
-        elif suffix == ".sh":
-            subprocess.run(["bash", "-n"], input=data, check=True)
         assert ".jinja" not in where, where
+        suffix = PurePosixPath(where).suffix
+        parser = PARSERS.get(suffix)
+        if parser is None:
+            continue
+        try:
+            parser(data.decode("utf-8"), where)
+        except Exception as error:  # each parser raises its own kind
+            pytest.fail(f"{where} does not parse as {suffix}: {error!r}")
+        parsed += 1
+    return parsed
 
 
 @functools.cache

@@ -26,13 +26,13 @@ import os
 import re
 import sys
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO, render
+from conftest import REPO, parse_files, render, tree
 from copier.errors import UserMessageError
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -312,22 +312,8 @@ def check_project(dst: Path, values: Mapping[str, Any]) -> None:
     assert manifest["runtime"]["package"] == package
     assert port == values["port"]
 
-    parsers: dict[str, Callable[[str], Any]] = {
-        ".py": lambda text: compile(text, "<generated>", "exec", dont_inherit=True),
-        ".json": json.loads,
-        ".toml": tomllib.loads,
-        ".yml": lambda text: list(yaml.safe_load_all(text)),
-        ".yaml": lambda text: list(yaml.safe_load_all(text)),
-    }
-    checked = 0
-    for path in sorted(dst.rglob("*")):
-        if path.is_file() and path.suffix in parsers:
-            text = path.read_text("utf-8")
-            try:
-                parsers[path.suffix](text)
-            except Exception as error:  # pragma: no cover - the failure message is the point
-                pytest.fail(f"{path.relative_to(dst)} does not parse: {error!r}")
-            checked += 1
+    # Hostile text lands in scripts too (quoted by the `sh` filter): bash -n included.
+    checked = parse_files(tree(dst))
     assert checked > 20, f"only {checked} files checked: did the render produce the module?"
 
     project = tomllib.loads((dst / "pyproject.toml").read_text("utf-8"))["project"]
