@@ -1,15 +1,22 @@
-"""Random identifiers (uuid4) for tasks and requests, from os.urandom in blocks.
+"""Identifiers: version-7 UUIDs for tasks, version-4 for requests and the rest.
 
-``uuid.uuid4()`` makes one ``os.urandom`` system call per id, and every system
-call lets another thread take the GIL: under load that wait, not the call,
-was a visible share of each request. One call here serves 256 ids, with the
-same randomness and the same version-4 layout.
+Both draw their random bits from ``os.urandom`` in blocks. ``uuid.uuid4()`` makes
+one ``os.urandom`` system call per id, and every system call lets another thread
+take the GIL: under load that wait, not the call, was a visible share of each
+request. One call here serves 256 ids.
+
+Task ids are version 7 (RFC 9562): the time in milliseconds first, then 74
+random bits. The task table's id index is a B-tree; random ids land on a random
+page of it, which is rarely in the cache once the table is large, while ids made
+in time order land on its last page. An insert then costs the same with 100,000
+tasks stored as with 100.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from uuid import UUID
 
 _IDS_PER_BLOCK = 256
@@ -35,3 +42,20 @@ _random = _RandomBlocks()
 
 def new_uuid4() -> UUID:
     return UUID(bytes=_random.take16(), version=4)
+
+
+_VERSION_7 = 7 << 76
+_VARIANT_RFC = 0b10 << 62
+_TIME_SHIFT = 80  # the 48-bit millisecond count fills the top of the 128 bits
+# 12 random bits after the version nibble, 62 after the variant.
+_RANDOM = (((1 << 12) - 1) << 64) | ((1 << 62) - 1)
+
+
+def new_uuid7() -> UUID:
+    """A version-7 UUID: Unix time in milliseconds, version, 12 random bits, variant,
+    62 random bits. Ids made in later milliseconds sort after earlier ones."""
+    random = int.from_bytes(_random.take16(), "big")
+    moment = (time.time_ns() // 1_000_000) & ((1 << 48) - 1)
+    value = (moment << _TIME_SHIFT) | _VERSION_7 | _VARIANT_RFC | (random & _RANDOM)
+    # UUID(version=7) is refused before Python 3.14: the bits are set above.
+    return UUID(int=value)

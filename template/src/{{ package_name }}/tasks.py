@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from .errors import NotReady, QueueFullError, TaskConflict, TaskNotFound
-from .ids import new_uuid4
+from .ids import new_uuid7
 
 if TYPE_CHECKING:
     from .store import Page, TaskStore
@@ -71,7 +71,7 @@ def _iso(moment: datetime | None) -> str | None:
 class TaskRecord:
     operation: str
     owner: str | None = None
-    id: UUID = field(default_factory=new_uuid4)
+    id: UUID = field(default_factory=new_uuid7)  # time-ordered: see ids.py
     status: TaskStatus = TaskStatus.QUEUED
     created_at: datetime = field(default_factory=utc_now)
     started_at: datetime | None = None
