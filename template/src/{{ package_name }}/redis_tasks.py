@@ -76,6 +76,9 @@ GROUP = "workers"
 OWNER_INDEX_CAP = 10_000
 # Events kept in the platform stream (approximate trim on every publish).
 EVENTS_MAXLEN = 100_000
+# A long poll (GET /v1/tasks/{id}?wait=) re-reads a task run elsewhere this often.
+WAIT_FIRST_PAUSE_SECONDS = 0.05
+WAIT_LAST_PAUSE_SECONDS = 1.0
 
 
 class BlockingReads:
@@ -434,6 +437,22 @@ class RedisTaskManager:
         if live is not None and live.task is not None:
             await asyncio.wait({live.task})
         return await self.get(task_id)
+
+    async def wait_finished(self, task_id: UUID) -> TaskRecord | None:
+        """Until the task has finished, then its record; a client's long poll bounds
+        it with a timeout. A task this replica runs is awaited; one still in the
+        stream or run by another replica is re-read, 50 ms apart at first and at
+        most 1 s apart, only for as long as someone waits."""
+        pause = WAIT_FIRST_PAUSE_SECONDS
+        while True:
+            live = self._live.get(task_id)
+            if live is not None and live.task is not None:
+                await asyncio.wait({live.task})
+            record = await self.get(task_id)
+            if record is None or record.status.finished:
+                return record
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, WAIT_LAST_PAUSE_SECONDS)
 
     # Taking work ------------------------------------------------------------
     async def _read_loop(self) -> None:
