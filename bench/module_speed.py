@@ -13,8 +13,8 @@ the same uvicorn settings, then prints:
   * the same POST to the bare app, which only validates the body and answers 202:
     the framework's own floor for a submission, as context for the ratio above
   * end-to-end task throughput: submit N tasks, then read every result, twice: with
-    clients polling each task every 5 ms (the polls compete with the tasks for the
-    CPU), and reading once /health says all are done (the module's own pace)
+    clients long-polling each task (``GET /v1/tasks/{id}?wait=``), and reading once
+    /health says all are done (the module's own pace)
   * start-up time from process start to /ready answering 200
   * idle CPU over 10 s (utime+stime from /proc/<pid>/stat) and RSS (VmRSS)
 
@@ -56,6 +56,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".cache"
 SECRET = "bench-only-secret-" + "b" * 64
+LONG_POLL_SECONDS = 10
 BODY = json.dumps({"analysis_type": "statistical", "data": {"values": [1, 2, 3, 4, 5, 6, 7, 8]}})
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -299,12 +300,12 @@ def rate(
     return asyncio.run(python_rate(port, raw, duration, connections))
 
 
-async def task_throughput(port: int, token: str | None, tasks: int, connections: int, *, poll: bool) -> float:
+async def task_throughput(port: int, token: str | None, tasks: int, connections: int, *, wait: bool) -> float:
     """Tasks per second from the first submission until every result was read back.
 
-    ``poll``: each reader polls its next task every 5 ms until it has finished, as
-    a client without a callback does; the polls compete with the tasks for the
-    server's CPU. Otherwise one connection watches /health until nothing is queued
+    ``wait``: each reader asks for its next task with a long poll (``?wait=``), which
+    the module answers when the task has finished, as a client waiting for its
+    result does. Otherwise one connection watches /health until nothing is queued
     or running, then the readers read every result once: the module's own pace.
     """
     submit = raw_request("POST", "/v1/analyze", token, BODY)
@@ -325,7 +326,7 @@ async def task_throughput(port: int, token: str | None, tasks: int, connections:
             conn.close()
 
     await asyncio.gather(*(submitter() for _ in range(connections)))
-    if not poll:
+    if not wait:
         conn = await Conn.open(port)
         try:
             while True:
@@ -344,7 +345,8 @@ async def task_throughput(port: int, token: str | None, tasks: int, connections:
             while unread:
                 location = unread.pop()
                 while True:
-                    status, _, body = await conn.request(raw_request("GET", location, token))
+                    target = f"{location}?wait={LONG_POLL_SECONDS}" if wait else location
+                    status, _, body = await conn.request(raw_request("GET", target, token))
                     if status != 200:
                         raise SystemExit(f"GET {location} answered {status}: {body[:300]!r}")
                     state = json.loads(body)["status"]
@@ -352,9 +354,8 @@ async def task_throughput(port: int, token: str | None, tasks: int, connections:
                         if state != "succeeded":
                             raise SystemExit(f"task {location} {state}: {body[:300]!r}")
                         break
-                    if not poll:
+                    if not wait:
                         raise SystemExit(f"task {location} is {state} though /health said all were done")
-                    await asyncio.sleep(0.005)
         finally:
             conn.close()
 
@@ -490,8 +491,8 @@ def main() -> None:
                 time.sleep(0.2)
             results["drain"] = time.perf_counter() - drain_start
             readers = min(args.connections, 32)
-            results["e2e"] = asyncio.run(task_throughput(port, token, args.tasks, readers, poll=True))
-            results["e2e_pace"] = asyncio.run(task_throughput(port, token, args.tasks, readers, poll=False))
+            results["e2e"] = asyncio.run(task_throughput(port, token, args.tasks, readers, wait=True))
+            results["e2e_pace"] = asyncio.run(task_throughput(port, token, args.tasks, readers, wait=False))
             results["rss_after"] = status_kib(pid, "VmRSS") / 1024
             results["rss_peak"] = status_kib(pid, "VmHWM") / 1024
 
@@ -518,7 +519,7 @@ def main() -> None:
         )
         print(
             f"end-to-end tasks ({args.tasks}, submit until every result is read): "
-            f"{results['e2e']:.0f} tasks/s with clients polling every 5 ms, "
+            f"{results['e2e']:.0f} tasks/s with clients long-polling (?wait=), "
             f"{results['e2e_pace']:.0f} tasks/s reading once all are done"
         )
         print(
