@@ -432,15 +432,8 @@ class RedisTaskManager:
         )
 
     async def wait(self, task_id: UUID) -> TaskRecord | None:
-        """Until this replica is done with the task (if it runs it), then its state."""
-        live = self._live.get(task_id)
-        if live is not None and live.task is not None:
-            await asyncio.wait({live.task})
-        return await self.get(task_id)
-
-    async def wait_finished(self, task_id: UUID) -> TaskRecord | None:
-        """Until the task has finished, then its record; a client's long poll bounds
-        it with a timeout. A task this replica runs is awaited; one still in the
+        """Until the task has finished, then its record (a client's long poll bounds
+        it with a timeout). A task this replica runs is awaited; one still in the
         stream or run by another replica is re-read, 50 ms apart at first and at
         most 1 s apart, only for as long as someone waits."""
         pause = WAIT_FIRST_PAUSE_SECONDS

@@ -180,7 +180,6 @@ class TaskBackend(Protocol):
         cursor: str | None = None,
     ) -> Page: ...
     async def wait(self, task_id: UUID) -> TaskRecord | None: ...
-    async def wait_finished(self, task_id: UUID) -> TaskRecord | None: ...
     async def cancel(self, task_id: UUID, reason: str = "cancelled") -> TaskRecord: ...
     def stop_accepting(self, grace_seconds: float) -> None: ...
     async def drain(self, grace_seconds: float) -> bool: ...
@@ -355,7 +354,9 @@ class TaskManager:
         return page
 
     async def wait(self, task_id: UUID) -> TaskRecord | None:
-        """Until this process is done with the task (without cancelling it if the waiter is).
+        """Until this process is done with the task (without cancelling it if the waiter is),
+        then its record; a client's long poll bounds it with a timeout. Every task of
+        this backend is this process's: its end is a future here, nothing is re-read.
 
         A task still waiting for a slot when the module stops accepting is done
         with here: it stays queued for the next start.
@@ -366,13 +367,6 @@ class TaskManager:
                 live.ended = asyncio.get_running_loop().create_future()
             await asyncio.wait({live.ended})
         return await self.get(task_id)
-
-    async def wait_finished(self, task_id: UUID) -> TaskRecord | None:
-        """Until the task has finished (or, at a shutdown, stays queued for the next
-        start), then its record; a client's long poll bounds it with a timeout. Every
-        task of this backend is this process's: its end is a future here, and
-        nothing is re-read while waiting."""
-        return await self.wait(task_id)
 
     # Transitions ------------------------------------------------------------
     async def _settle(self, record: TaskRecord, status: TaskStatus) -> None:
