@@ -75,7 +75,8 @@ _SECRET_TEXT = re.compile(
 # "eyJ" + 4 + "." + 4 + "." (a JWT); "bearer" + " " + 8 (a header) is longer.
 _SHORTEST_SECRET = 13
 REDACTED = "[redacted]"
-_TAIL_BYTES = 1 << 20
+# How far back from a point in the file its last record is looked for (records are far smaller).
+TAIL_BYTES = 1 << 20
 
 
 def canonical(value: Any) -> bytes:
@@ -195,7 +196,7 @@ def _last_hash(path: Path) -> str:
         return GENESIS_HASH
     with path.open("rb") as handle:
         size = handle.seek(0, 2)
-        handle.seek(max(0, size - _TAIL_BYTES))
+        handle.seek(max(0, size - TAIL_BYTES))
         tail = handle.read()
     lines = [line for line in tail.splitlines() if line.strip()]
     if not lines:

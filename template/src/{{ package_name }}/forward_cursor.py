@@ -13,11 +13,9 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .audit import GENESIS_HASH
+from .audit import GENESIS_HASH, TAIL_BYTES
 
 logger = logging.getLogger(__name__)
-
-_TAIL_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,7 @@ def cursor_matches(path: Path, cursor: Cursor) -> bool:
     if not path.exists() or path.stat().st_size < cursor.offset:
         return False
     with path.open("rb") as handle:
-        start = max(0, cursor.offset - _TAIL_BYTES)
+        start = max(0, cursor.offset - TAIL_BYTES)
         handle.seek(start)
         chunk = handle.read(cursor.offset - start)
     if not chunk.endswith(b"\n"):
