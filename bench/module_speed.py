@@ -52,6 +52,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".cache"
@@ -195,6 +196,11 @@ def server(command: list[str], env: dict[str, str], ready_url: str) -> Iterator[
             print(f"  (server exited {proc.returncode}: {tail})")
 
 
+def idle(health: dict[str, Any]) -> bool:
+    """Nothing queued or running, by the module's /health answer."""
+    return bool(health["active_tasks"] == 0 and health["queued_tasks"] == 0)
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
@@ -332,7 +338,7 @@ async def task_throughput(port: int, token: str | None, tasks: int, connections:
             while True:
                 _, _, body = await conn.request(raw_request("GET", "/health", None))
                 health = json.loads(body)
-                if health["active_tasks"] == 0 and health["queued_tasks"] == 0:
+                if idle(health):
                     break
                 await asyncio.sleep(0.005)
         finally:
@@ -483,7 +489,7 @@ def main() -> None:
             while True:
                 body = urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read()
                 health = json.loads(body)
-                if health["active_tasks"] == 0 and health["queued_tasks"] == 0:
+                if idle(health):
                     break
                 if time.perf_counter() - drain_start > args.drain_timeout:
                     print(f"  (backlog not drained after {args.drain_timeout:g} s: {health})")
