@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from contextvars import ContextVar
 
-from .ids import new_uuid4
+from .ids import new_uuid4_text
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -31,4 +31,4 @@ def accept_or_new(incoming: bytes | None) -> str:
             text = ""
         if _SANE_ID.match(text):
             return text
-    return str(new_uuid4())
+    return new_uuid4_text()
