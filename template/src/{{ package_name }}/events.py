@@ -22,6 +22,8 @@ from .policy import PolicyEnforcer
 
 logger = logging.getLogger(__name__)
 
+_encode = json.JSONEncoder(sort_keys=True, default=str).encode
+
 
 Sink = Callable[[Mapping[str, Any]], Awaitable[None]]
 
@@ -63,7 +65,7 @@ class EventPublisher:
             "time": datetime.now(UTC).isoformat(),
             "payload": dict(payload),
         }
-        logger.info(json.dumps(message, sort_keys=True, default=str))
+        logger.info(_encode(message))
         if self._sink is not None:
             try:
                 await self._sink(message)

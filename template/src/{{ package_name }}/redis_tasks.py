@@ -55,7 +55,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from .errors import ModuleError, NotReady, QueueFullError, StartupError, TaskConflict, TaskNotFound
 from .settings import Settings, env_name
-from .store import Page, decode_cursor, encode_cursor
+from .store import Page, decode_cursor, encode_compact, encode_cursor
 from .tasks import (
     MAX_RECOVERIES,
     Listener,
@@ -348,9 +348,7 @@ class RedisTaskManager:
         if operation not in self.runners:
             raise ValueError(f"no runner for operation {operation!r}")
         record = TaskRecord(operation=operation, owner=owner)
-        encoded = await asyncio.to_thread(
-            json.dumps, payload, allow_nan=False, separators=(",", ":")
-        )
+        encoded = await asyncio.to_thread(encode_compact, payload)
         seq = await _guard(
             self._submit(
                 keys=[
@@ -509,7 +507,7 @@ class RedisTaskManager:
         result = None
         if record.result is not None:
             try:
-                result = json.dumps(record.result, allow_nan=False, separators=(",", ":"))
+                result = encode_compact(record.result)
             except (ValueError, TypeError) as exc:
                 record.status, record.result = TaskStatus.FAILED, None
                 record.error = f"the result cannot be stored as JSON: {exc}"

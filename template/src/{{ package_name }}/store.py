@@ -36,6 +36,10 @@ from .tasks import TaskRecord, TaskStatus
 
 T = TypeVar("T")
 
+# Task inputs and results as stored; one encoder, where json.dumps with options
+# would build a new one per call.
+encode_compact = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+
 
 _SCHEMA_V1 = """
 CREATE TABLE tasks (
@@ -164,7 +168,7 @@ class TaskStore(SqliteStore):
 
     def _insert(self, row: tuple[Any, ...], payload: dict[str, Any]) -> None:
         # JSON encoding happens here, off the event loop (inputs can be large).
-        encoded = json.dumps(payload, allow_nan=False, separators=(",", ":"))
+        encoded = encode_compact(payload)
         self._prune()
         self._conn.execute(
             "INSERT INTO tasks (id, operation, owner, status, created_at, payload) "
@@ -192,7 +196,7 @@ class TaskStore(SqliteStore):
     def _update(self, row: tuple[Any, ...], result: dict[str, Any] | None) -> None:
         encoded = None
         if result is not None:
-            encoded = json.dumps(result, allow_nan=False, separators=(",", ":"))
+            encoded = encode_compact(result)
         # A finished task will not run again: its input is dropped at once.
         self._conn.execute(
             "UPDATE tasks SET status = ?, started_at = ?, finished_at = ?, error = ?, "
