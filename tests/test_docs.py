@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import REPO
+from packaging.requirements import Requirement
 
 MKDOCS = Path(sys.executable).with_name("mkdocs")
 
@@ -66,3 +71,56 @@ def test_every_page_is_in_the_nav() -> None:
     assert listed == pages
     for required in ("index.md", "questions.md", "upgrading.md", "platforms/blux.md", "platforms/liftos.md"):
         assert required in listed
+
+
+def _extension_distributions() -> set[str]:
+    """Distributions whose modules extensions/*.py import (Copier loads them in its own environment)."""
+    modules: set[str] = set()
+    for path in (REPO / "extensions").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.Import):
+                modules.update(alias.name.partition(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules.add(node.module.partition(".")[0])
+    owners = metadata.packages_distributions()
+    third_party = modules - set(sys.stdlib_module_names) - {"__future__"}
+    missing = sorted(m for m in third_party if m not in owners)
+    assert not missing, f"extensions import modules no installed distribution provides: {missing}"
+    return {_canonical(dist) for module in third_party for dist in owners[module]}
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _brought_in(names: set[str]) -> set[str]:
+    """The named distributions and everything they require, transitively."""
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = _canonical(todo.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requirements = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue  # not installed here: its own requirements cannot be read
+        for line in requirements:
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(requirement.name)
+    return seen
+
+
+@pytest.mark.parametrize("where", ["README.md", "docs/index.md", "template/scripts/update.sh"])
+def test_install_commands_bring_everything_the_extensions_import(where: str) -> None:
+    # A user who runs the documented `pip install` must be able to copy: Copier loads the
+    # extensions in its own environment, and one that cannot import stops every copy.
+    text = (REPO / where).read_text("utf-8")
+    commands = re.findall(r"pip install (copier\b[^\n`\"#)]*)", text)
+    assert commands, f"{where} has no `pip install copier ...` command"
+    for command in commands:
+        named = {token for token in command.split() if not token.startswith("-")}
+        missing = _extension_distributions() - _brought_in(named)
+        assert not missing, f"{where}: `pip install {command.strip()}` leaves out {sorted(missing)}"

@@ -8,8 +8,9 @@
 #   scripts/update.sh --vcs-ref v1.4.0    # or to a given one
 #   scripts/update.sh --defaults          # keep every previous answer, ask nothing
 #
-# Extra arguments go to `copier update`. Needs copier and
-# copier-template-extensions (pip install copier copier-template-extensions).
+# Extra arguments go to `copier update`. Needs copier, copier-template-extensions
+# and jsonschema, which the template's extensions import, in copier's environment:
+# pip install copier copier-template-extensions jsonschema
 # (Copied verbatim, not rendered: bash's ${#array[@]} would open a Jinja comment.)
 set -euo pipefail
 
@@ -21,7 +22,7 @@ die() {
 }
 
 command -v copier >/dev/null 2>&1 \
-    || die "copier not found: pip install copier copier-template-extensions"
+    || die "copier not found: pip install copier copier-template-extensions jsonschema"
 git rev-parse --is-inside-work-tree >/dev/null 2>&1 \
     || die "not a git repository: copier update needs one (git init && git add -A && git commit -m initial)"
 [ -z "$(git status --porcelain)" ] \
