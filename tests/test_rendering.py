@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ANSWER_SETS, REPO, parse_files, render, tree, without_origin
+from conftest import ANSWER_SETS, REPO, parse_files, render, template_snapshot, tree, without_origin
 
 HOSTILE = [
     "Quotes \" ' and \\ backslash",
@@ -90,3 +90,29 @@ def test_caches_in_the_template_never_reach_projects(tmp_path: Path) -> None:
     copier.run_copy(str(src), str(tmp_path / "m"), defaults=True, unsafe=True, vcs_ref="HEAD", quiet=True)
     names = {p.name for p in (tmp_path / "m").rglob("*")}
     assert not names & {"__pycache__", ".mypy_cache", "x.pyc", "y.pyc"}
+
+
+@pytest.mark.parametrize(
+    ("data", "needs_secret"),
+    [({}, True), ({"platform": "liftos"}, True), ({"authentication": "none", "data_handling": "standard"}, False)],
+    ids=["blux", "liftos", "no-auth"],
+)
+def test_next_steps_set_the_secret_serve_needs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], data: dict[str, str], needs_secret: bool
+) -> None:
+    # The message Copier prints after a copy is what most users run first: with authentication
+    # on, `serve` refuses to start without a JWT secret, so the message must set it.
+    import copier
+
+    copier.run_copy(str(template_snapshot()), str(tmp_path / "m"), data=data, defaults=True, unsafe=True, quiet=False)
+    steps = capsys.readouterr().err.partition("Next steps:")[2].strip().partition("\n\n")[0]
+    commands = [line.partition("  #")[0].strip() for line in steps.splitlines()]
+    serve = next(i for i, command in enumerate(commands) if command.endswith(" serve"))
+    exports = [i for i, command in enumerate(commands) if command.startswith("export ")]
+    readme = (tmp_path / "m" / "README.md").read_text("utf-8")
+    if needs_secret:
+        assert len(exports) == 1 and exports[0] < serve, steps
+        assert commands[exports[0]] in readme.splitlines()  # the variable and recipe the README gives
+    else:
+        assert not exports, steps
+    assert commands[0] == f"cd {tmp_path / 'm'}" and "python3 -m venv .venv" in commands[1]
