@@ -113,7 +113,9 @@ def _brought_in(names: set[str]) -> set[str]:
     return seen
 
 
-@pytest.mark.parametrize("where", ["README.md", "docs/index.md", "template/scripts/update.sh"])
+@pytest.mark.parametrize(
+    "where", ["README.md", "docs/index.md", "template/README.md.jinja", "template/scripts/update.sh"]
+)
 def test_install_commands_bring_everything_the_extensions_import(where: str) -> None:
     # A user who runs the documented `pip install` must be able to copy: Copier loads the
     # extensions in its own environment, and one that cannot import stops every copy.
