@@ -8,9 +8,8 @@
 #   scripts/update.sh --vcs-ref v1.4.0    # or to a given one
 #   scripts/update.sh --defaults          # keep every previous answer, ask nothing
 #
-# Extra arguments go to `copier update`. Needs copier, copier-template-extensions
-# and jsonschema, which the template's extensions import, in copier's environment:
-# pip install copier copier-template-extensions jsonschema
+# Extra arguments go to `copier update`. All above that command keeps
+# its size to the byte; see the comment just under it.
 # (Copied verbatim, not rendered: bash's ${#array[@]} would open a Jinja comment.)
 set -euo pipefail
 
@@ -29,6 +28,9 @@ git rev-parse --is-inside-work-tree >/dev/null 2>&1 \
     || die "uncommitted changes: commit or stash them first, so the update can be reviewed and undone"
 
 copier update --trust "$@"
+# copier update may just have replaced this very file, and bash reads on from the
+# same byte offset: a line above that changed size would make a user's update from
+# an older release run the middle of some other line (tests/test_upgrade.py).
 
 conflicts=()
 while IFS= read -r file; do
