@@ -172,7 +172,9 @@ def issue_token(
     return jwt.encode(claims, key, algorithm=algorithm)
 
 
-def issue_token_from_settings(settings: Settings, subject: str, ttl_seconds: int = 3600) -> str:
+def issue_token_from_settings(
+    settings: Settings, subject: str, ttl_seconds: int = 3600, *, org: str | None = None
+) -> str:
     key = settings.jwt_key()
     if key is None:
         raise StartupError(
@@ -186,4 +188,5 @@ def issue_token_from_settings(settings: Settings, subject: str, ttl_seconds: int
         issuer=settings.jwt_issuer,
         algorithm=settings.jwt_algorithm,
         ttl_seconds=ttl_seconds,
+        extra_claims=None if org is None else {"org_id": org},
     )
