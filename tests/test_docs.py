@@ -126,3 +126,12 @@ def test_install_commands_bring_everything_the_extensions_import(where: str) -> 
         named = {token for token in command.split() if not token.startswith("-")}
         missing = _extension_distributions() - _brought_in(named)
         assert not missing, f"{where}: `pip install {command.strip()}` leaves out {sorted(missing)}"
+
+
+def test_the_architecture_page_lists_every_module_of_the_package() -> None:
+    layout = (REPO / "docs" / "generated-module.md").read_text("utf-8")
+    package = REPO / "template" / "src" / "{{ package_name }}"
+    names = {p.name.removesuffix(".jinja") for p in package.iterdir() if p.is_file()}
+    modules = {n for n in names if n.endswith(".py") and n not in ("__init__.py", "__main__.py")}
+    missing = sorted(m for m in modules if f"── {m}" not in layout)
+    assert not missing, f"docs/generated-module.md's layout leaves out {missing}"
