@@ -100,10 +100,19 @@ def is_secret_key(key: str) -> bool:
     return any(hint in lowered for hint in _SECRET_HINTS)
 
 
+def _utf8(text: str) -> str:
+    """The text as it can be written: a lone surrogate (JSON may carry one as
+    \\ud800) has no UTF-8 form, so it becomes '?' rather than fail the record."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def _scrub_value(value: Any) -> Any:
     # Strings first, and short ones as they are: most values are short strings,
     # and no match of _SECRET_TEXT is shorter than _SHORTEST_SECRET.
     if isinstance(value, str):
+        value = _utf8(value)
         return value if len(value) < _SHORTEST_SECRET else _SECRET_TEXT.sub(REDACTED, value)
     if isinstance(value, dict | Mapping):  # dict first: a cheaper check than the ABC's
         return scrub(value)
@@ -115,7 +124,9 @@ def _scrub_value(value: Any) -> Any:
 def scrub(data: Mapping[str, Any]) -> dict[str, Any]:
     """Drop keys that may hold secrets and redact tokens in strings, at any depth."""
     return {
-        str(key): _scrub_value(value) for key, value in data.items() if not is_secret_key(str(key))
+        _utf8(str(key)): _scrub_value(value)
+        for key, value in data.items()
+        if not is_secret_key(str(key))
     }
 
 

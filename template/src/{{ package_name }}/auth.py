@@ -71,7 +71,11 @@ class TokenVerifier:
                 return known[1]
             del self._verified[token]  # expired: decode again for the exact error
         principal = self._decode(token)
-        self._verified[token] = (float(principal.claims["exp"]) + self._leeway, principal)
+        try:
+            expiry = float(principal.claims["exp"]) + self._leeway
+        except OverflowError:  # a validly signed exp past any float: keep it out of the cache
+            return principal
+        self._verified[token] = (expiry, principal)
         if len(self._verified) > VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)
         return principal
@@ -106,6 +110,11 @@ class TokenVerifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise AuthError("the token's sub claim must be a non-empty string")
+        # An org_id that is not a string must not read as "no organisation": that
+        # would let the token name any organisation's data.
+        org = claims.get("org_id")
+        if org is not None and (not isinstance(org, str) or not org):
+            raise AuthError("the token's org_id claim must be a non-empty string")
         return Principal(subject=subject, claims=claims)
 
 

@@ -92,20 +92,27 @@ class DataResolver:
         )
 
     def _read(self, reference: str) -> list[float]:
-        path = self.path_for(reference)
         label = repr(reference)
-        if not path.is_file():
-            raise DataReferenceError(f"data reference {label} not found in DATA_DIR/inputs")
-        size = path.stat().st_size
-        if size > self.max_bytes:
-            raise self._too_large(label, f"{size} bytes")
-        return self._parse(path.read_bytes(), label)
+        try:
+            path = self.path_for(reference)
+            if not path.is_file():
+                raise DataReferenceError(f"data reference {label} not found in DATA_DIR/inputs")
+            size = path.stat().st_size
+            if size > self.max_bytes:
+                raise self._too_large(label, f"{size} bytes")
+            content = path.read_bytes()
+        except OSError as exc:  # a name too long, a file unreadable to the module, ...
+            reason = exc.strerror or str(exc)
+            raise DataReferenceError(f"data reference {label} cannot be read: {reason}") from None
+        return self._parse(content, label)
 
     def _parse(self, content: bytes, label: str) -> list[float]:
         try:
             document = json.loads(content, parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise DataReferenceError(f"data reference {label} is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise DataReferenceError(f"data reference {label} is nested too deeply") from None
         if isinstance(document, dict) and set(document) == {"values"}:
             document = document["values"]
         try:
@@ -131,9 +138,10 @@ class DataResolver:
     async def _fetch(self, reference: str) -> list[float]:
         try:
             url = httpx.URL(reference)
-        except httpx.InvalidURL as exc:
+            host = url.host  # decoded lazily: an invalid IDNA label fails here
+        except (httpx.InvalidURL, UnicodeError) as exc:
             raise DataReferenceError(f"data reference is not a valid URL: {exc}") from None
-        if not url.host:
+        if not host:
             raise DataReferenceError("data reference URL has no host")
         label = _shown(url)
         chunks: list[bytes] = []

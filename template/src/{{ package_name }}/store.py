@@ -115,6 +115,9 @@ def _record(row: sqlite3.Row) -> TaskRecord:
     )
 
 
+_MAX_SEQ = 2**63 - 1  # SQLite's largest INTEGER: a larger one cannot even be compared
+
+
 def encode_cursor(seq: int) -> str:
     return base64.urlsafe_b64encode(f"t1:{seq}".encode()).decode().rstrip("=")
 
@@ -128,7 +131,7 @@ def decode_cursor(cursor: str) -> int:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         seq = 0
         prefix = ""
-    if prefix != "t1" or seq < 1:
+    if prefix != "t1" or not 1 <= seq <= _MAX_SEQ:
         raise RequestRejected("cursor is not one this module issued: use next_cursor as given")
     return seq
 

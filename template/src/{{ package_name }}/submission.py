@@ -172,7 +172,9 @@ def _json_body(body: bytes, content_type: str | None) -> Any:
         raise RequestValidationError(
             [{"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error"}]
         ) from None
-    except UnicodeDecodeError:
+    except (ValueError, RecursionError):
+        # Invalid UTF-8, an integer past int_max_str_digits, nesting past the
+        # recursion limit: FastAPI answers these 400 too.
         raise HTTPException(400, "There was an error parsing the body") from None
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired, Self
 
 from pydantic import (
     BaseModel,
@@ -28,6 +28,7 @@ from typing_extensions import TypedDict
 # A stored value is at most this large as compact JSON.
 MAX_VALUE_BYTES = 1024 * 1024
 MAX_TTL_SECONDS = 10 * 366 * 86400
+MAX_VALUE_DEPTH = 32
 
 OrgId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -41,11 +42,39 @@ def as_utc(moment: datetime) -> datetime:
     """Aware datetimes converted to UTC; naive ones taken to be UTC already."""
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59-14:00 is past the last datetime in UTC
+        raise ValueError("date is out of range once converted to UTC") from None
+
+
+def _depth(value: Any) -> int:
+    """How deeply containers nest in a JSON value (a scalar is 0, {"a": 1} is 1)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            children = list(node.values())
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _storable_text(self) -> Self:
+        # JSON may escape lone surrogates (\ud800) that no UTF-8 store or answer can hold.
+        try:
+            json.dumps(self.model_dump(mode="python"), ensure_ascii=False, default=str).encode()
+        except UnicodeEncodeError:
+            raise ValueError("text must be valid Unicode: no lone surrogates (\\ud800)") from None
+        return self
 
 
 class MemoryContext(_Request):
@@ -70,6 +99,9 @@ class StoreRequest(_Request):
             raise ValueError(f"value must be plain JSON (no NaN or infinity): {exc}") from None
         if len(encoded.encode()) > MAX_VALUE_BYTES:
             raise ValueError(f"value is larger than {MAX_VALUE_BYTES} bytes as JSON")
+        if _depth(value) > MAX_VALUE_DEPTH:
+            # Deeper values would store, then fail every answer that returns them.
+            raise ValueError(f"value nests deeper than {MAX_VALUE_DEPTH} levels")
         return value
 
 
