@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, NotRequired, Self
+from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import (
     BaseModel,
@@ -53,28 +53,15 @@ def _depth(value: Any) -> int:
     deepest, stack = 0, [(value, 1)]
     while stack:
         node, level = stack.pop()
-        if isinstance(node, dict):
-            children = list(node.values())
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
-        deepest = max(deepest, level)
-        stack.extend((child, level + 1) for child in children)
+        if isinstance(node, dict | list):
+            deepest = max(deepest, level)
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, level + 1) for child in children)
     return deepest
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="after")
-    def _storable_text(self) -> Self:
-        # JSON may escape lone surrogates (\ud800) that no UTF-8 store or answer can hold.
-        try:
-            json.dumps(self.model_dump(mode="python"), ensure_ascii=False, default=str).encode()
-        except UnicodeEncodeError:
-            raise ValueError("text must be valid Unicode: no lone surrogates (\\ud800)") from None
-        return self
 
 
 class MemoryContext(_Request):
@@ -99,6 +86,15 @@ class StoreRequest(_Request):
             raise ValueError(f"value must be plain JSON (no NaN or infinity): {exc}") from None
         if len(encoded.encode()) > MAX_VALUE_BYTES:
             raise ValueError(f"value is larger than {MAX_VALUE_BYTES} bytes as JSON")
+        # The one free-form text in a request (constrained str fields refuse them):
+        # JSON may escape a lone surrogate that no UTF-8 store or answer can hold.
+        # Escaped output shows any surrogate, paired or not, as \ud8..-\udf..: only
+        # then is it worth encoding the value as UTF-8 to find out.
+        if "\\ud" in encoded:
+            try:
+                json.dumps(value, ensure_ascii=False).encode()
+            except UnicodeEncodeError:
+                raise ValueError("value text must be valid Unicode: no lone surrogates") from None
         if _depth(value) > MAX_VALUE_DEPTH:
             # Deeper values would store, then fail every answer that returns them.
             raise ValueError(f"value nests deeper than {MAX_VALUE_DEPTH} levels")
