@@ -63,7 +63,7 @@ from .tasks import (
     TaskRecord,
     TaskStatus,
     _Live,
-    execute_in_thread,
+    execute,
     utc_now,
 )
 
@@ -562,7 +562,7 @@ class RedisTaskManager:
             await self._notify(record)  # running
             renewing = asyncio.create_task(self._keep_claim(message_id))
             try:
-                result, error = await execute_in_thread(
+                result, error = await execute(
                     self._pool,
                     self.runners[record.operation],
                     payload,
