@@ -12,6 +12,14 @@ the same uvicorn settings, then prints:
   * authenticated POST /v1/analyze requests per second, ratio to bare /health (target >= 0.5)
   * the same POST to the bare app, which only validates the body and answers 202:
     the framework's own floor for a submission, as context for the ratio above
+  * each submission round's rate and ratio, and how long the module then took to
+    run the tasks that round queued
+
+The four rates are taken in turn, once per round (medians over the rounds), so
+drift between rounds hits them alike. The module runs every task a submission
+round queued before the next round starts: each submission round starts from
+an idle module, as each bare round starts from an idle app, and the bare app is
+not measured while the module works through a backlog on the same CPU.
   * end-to-end task throughput: submit N tasks, then read every result, twice: with
     clients long-polling each task (``GET /v1/tasks/{id}?wait=``), and reading once
     /health says all are done (the module's own pace)
@@ -451,16 +459,6 @@ def main() -> None:
             "warning",
         ]
 
-        def submissions(name: str, port_: int) -> list[float]:
-            """Authenticated POST /v1/analyze rates, one per round."""
-            values = []
-            for _ in range(args.rounds):
-                value, bad = rate(port_, "/v1/analyze", args.duration, args.connections, token, work)
-                if bad:
-                    raise SystemExit(f"{name}: {bad} non-2xx answers")
-                values.append(value)
-            return values
-
         results: dict[str, float] = {}
         with server(module_cmd, module_env, f"http://127.0.0.1:{port}/ready") as (pid, startup):
             results["startup"] = startup
@@ -470,32 +468,46 @@ def main() -> None:
             results["idle_cpu"] = 100 * (cpu_seconds(pid) - before) / args.idle
             auth = get(f"http://127.0.0.1:{port}/v1/tasks/00000000-0000-4000-8000-000000000000")
             authenticated = auth == 401
+
+            def drain() -> float:
+                """Seconds until the module has run every task a submission round queued."""
+                start = time.perf_counter()
+                while True:
+                    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read()
+                    health = json.loads(body)
+                    if idle(health):
+                        return time.perf_counter() - start
+                    if time.perf_counter() - start > args.drain_timeout:
+                        raise SystemExit(f"backlog not drained after {args.drain_timeout:g} s: {health}")
+                    time.sleep(0.05)
+
+            samples: dict[str, list[float]] = {"bare_health": [], "health": [], "floor_submit": [], "submit": []}
+            drains: list[float] = []
             with server(bare_cmd, base_env, f"http://127.0.0.1:{bare_port}/health") as (_, _s):
+                # Warm-up, every path of every round: a first round also pays for one-time
+                # work (the task store's files growing, first allocations).
                 for port_ in (bare_port, port):
-                    rate(port_, "/health", 2, args.connections, None, work)  # warm-up
-                samples: dict[str, list[float]] = {"bare_health": [], "health": []}
-                for _ in range(args.rounds):  # interleaved, so drift hits both alike
-                    for name, port_ in (("bare_health", bare_port), ("health", port)):
-                        value, bad = rate(port_, "/health", args.duration, args.connections, None, work)
+                    rate(port_, "/health", 2, args.connections, None, work)
+                    rate(port_, "/v1/analyze", 2, args.connections, token, work)
+                drain()
+                # Every figure once per round, so drift between rounds hits all alike. Each
+                # submission round starts from an idle module, as each bare round starts from an
+                # idle app: the module runs what the round queued before the next round begins
+                # (pinned to the servers' CPU, that work would otherwise slow the bare app).
+                for _ in range(args.rounds):
+                    for name, port_, path in (
+                        ("bare_health", bare_port, "/health"),
+                        ("health", port, "/health"),
+                        ("floor_submit", bare_port, "/v1/analyze"),
+                        ("submit", port, "/v1/analyze"),
+                    ):
+                        bearer = token if path == "/v1/analyze" else None
+                        value, bad = rate(port_, path, args.duration, args.connections, bearer, work)
                         if bad:
-                            raise SystemExit(f"{name}: {bad} non-2xx answers")
+                            raise SystemExit(f"{name} {path}: {bad} non-2xx answers")
                         samples[name].append(value)
-                samples["floor_submit"] = submissions("bare POST /v1/analyze", bare_port)
+                    drains.append(drain())
             results.update({k: statistics.median(v) for k, v in samples.items()})
-            submit = submissions("/v1/analyze", port)
-            results["submit"] = statistics.median(submit)
-            # Let the backlog the rate run queued drain before the end-to-end figure.
-            drain_start = time.perf_counter()
-            while True:
-                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read()
-                health = json.loads(body)
-                if idle(health):
-                    break
-                if time.perf_counter() - drain_start > args.drain_timeout:
-                    print(f"  (backlog not drained after {args.drain_timeout:g} s: {health})")
-                    break
-                time.sleep(0.2)
-            results["drain"] = time.perf_counter() - drain_start
             readers = min(args.connections, 32)
             results["e2e"] = asyncio.run(task_throughput(port, token, args.tasks, readers, wait=True))
             results["e2e_pace"] = asyncio.run(task_throughput(port, token, args.tasks, readers, wait=False))
@@ -529,8 +541,17 @@ def main() -> None:
             f"{results['e2e_pace']:.0f} tasks/s reading once all are done"
         )
         print(
-            f"backlog of the submission run drained in {results['drain']:.1f} s "
-            f"({sum(submit) * args.duration:.0f} tasks)"
+            "submission rounds: "
+            + ", ".join(f"{value:.0f}" for value in samples["submit"])
+            + " req/s; ratios to the same round's bare /health: "
+            + ", ".join(f"{a / b:.2f}" for a, b in zip(samples["submit"], samples["bare_health"], strict=True))
+        )
+        print(
+            "each round's queued tasks ran in "
+            + ", ".join(f"{seconds:.1f}" for seconds in drains)
+            + " s after it ("
+            + ", ".join(f"{value * args.duration:.0f}" for value in samples["submit"])
+            + " tasks)"
         )
         print(f"start-up to ready:              {results['startup']:9.2f} s")
         print(f"idle CPU over {args.idle:g} s:            {results['idle_cpu']:9.2f} % of one core")
