@@ -254,6 +254,9 @@ class AuditLog:
         self._fd: int | None = None  # O_APPEND descriptor, kept from open() to close()
         # Lines chained but not yet written, each with the future its writer awaits.
         self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
+        # The loop open() ran on, kept for record() (as SqliteStore._loop: a lookup
+        # costs a system call on Python 3.11).
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def enabled(self) -> bool:
@@ -262,11 +265,13 @@ class AuditLog:
     async def open(self) -> None:
         if not self.enabled:
             return
+        self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
         self._prev_hash = await asyncio.to_thread(_last_hash, self.path)
         self._size = await asyncio.to_thread(_size, self.path)
 
     def close(self) -> None:
+        self._loop = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -354,7 +359,7 @@ class AuditLog:
         # The line is the hashed body with "hash" appended last: one serialisation
         # per record, and verify() re-canonicalises what it reads anyway.
         line = b'%s,"hash":"%s"}\n' % (body[:-1], digest.encode("ascii"))
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         written: asyncio.Future[None] = loop.create_future()
         self._pending.append((line, written))
         if len(self._pending) == 1:
