@@ -1,4 +1,5 @@
-"""Pure ASGI middleware that caps request bodies (the policy's max_request_bytes).
+"""Pure ASGI middleware that bounds request bodies: in size (the policy's
+max_request_bytes) and in time (REQUEST_BODY_TIMEOUT_SECONDS).
 
 FastAPI reads the whole body before any dependency runs, so the cap must sit
 below it. Declared Content-Length is checked first; a body without one (chunked)
@@ -7,10 +8,13 @@ is read here up to the cap and replayed to the app, so memory stays bounded.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .settings import env_name
 
 _BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -60,6 +64,72 @@ class BodySizeLimit:
                 break
         body: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
         await self.app(scope, _replay([body], then=receive), send)
+
+
+class BodyDeadline:
+    """A body must arrive whole within ``seconds`` of the app's first read of it: 408 if not.
+
+    uvicorn sets no such limit: a client that sent its headers and then stalled held
+    its request open until the server stopped, which then cut it off as a 500. The
+    deadline is armed by the first read (a route that never reads the body is never
+    timed) and disarmed once the body is complete; when it passes, the read still
+    waiting is cancelled and the client gets 408 on a closed connection. One timer
+    per request, on the loop kept from the lifespan (see sqlite.SqliteStore._loop).
+    Every route reads its body before it answers, so nothing was sent yet by then.
+    """
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in _BODILESS:
+            if scope["type"] == "lifespan":
+                self._loop = asyncio.get_running_loop()
+            await self.app(scope, receive, send)
+            return
+        loop = self._loop or asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
+        if task is None:  # not run by a task (never so under uvicorn): nothing to cancel
+            await self.app(scope, receive, send)
+            return
+        timer: asyncio.TimerHandle | None = None
+        complete = expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        async def receive_in_time() -> Message:
+            nonlocal timer, complete
+            if timer is None and not complete:
+                timer = loop.call_later(self.seconds, expire)
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                complete = True
+                if timer is not None:
+                    timer.cancel()
+            return message
+
+        cancelling = task.cancelling()
+        try:
+            await self.app(scope, receive_in_time, send)
+        except asyncio.CancelledError:
+            # Only our own cancel becomes a 408; a shutdown's goes on as it came.
+            if not expired or task.uncancel() > cancelling:
+                raise
+            seconds = f"{self.seconds:g}"
+            await reply(
+                send,
+                408,
+                f"the request body did not arrive within {seconds} s "
+                f"({env_name('request_body_timeout_seconds')})",
+            )
+        finally:
+            if timer is not None:
+                timer.cancel()
 
 
 def _replay(messages: list[Message], then: Receive | None = None) -> Receive:

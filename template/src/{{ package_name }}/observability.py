@@ -1,8 +1,8 @@
 """The request pipeline around the routes: pure ASGI middleware only.
 
 Outermost first: RequestObserver (request id, metrics), CORS (when origins are
-configured), RateLimit (per client, probes exempt), BodySizeLimit (413), then
-the app. Pure ASGI classes instead of ``@app.middleware("http")`` keep the
+configured), RateLimit (per client, probes exempt), BodySizeLimit (413),
+BodyDeadline (408), then the app. Pure ASGI classes instead of ``@app.middleware("http")`` keep the
 per-request cost to a few function calls: no extra task, no body streaming
 through an anyio memory channel.
 """
@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .context import accept_or_new, request_id
 from .metrics import CONTENT_TYPE_LATEST, Metrics
-from .middleware import BodySizeLimit, reply
+from .middleware import BodyDeadline, BodySizeLimit, reply
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -158,6 +158,7 @@ def install(app: FastAPI, settings: Settings, core: Callable[[], ModuleCore | No
         return current.policy.max_request_bytes if current is not None else None
 
     # add_middleware wraps: the last added runs first.
+    app.add_middleware(BodyDeadline, seconds=settings.request_body_timeout_seconds)
     app.add_middleware(BodySizeLimit, limit=body_limit)
     if settings.rate_limit_requests > 0:
         app.add_middleware(
