@@ -95,7 +95,7 @@ class BodyDeadline:
             await self.app(scope, receive, send)
             return
         timer: asyncio.TimerHandle | None = None
-        complete = expired = False
+        expired = False
 
         def expire() -> None:
             nonlocal expired
@@ -103,14 +103,12 @@ class BodyDeadline:
             task.cancel()
 
         async def receive_in_time() -> Message:
-            nonlocal timer, complete
-            if timer is None and not complete:
+            nonlocal timer
+            if timer is None:  # the first read arms it, once
                 timer = loop.call_later(self.seconds, expire)
             message = await receive()
             if message["type"] != "http.request" or not message.get("more_body", False):
-                complete = True
-                if timer is not None:
-                    timer.cancel()
+                timer.cancel()
             return message
 
         cancelling = task.cancelling()
