@@ -14,17 +14,17 @@ the same uvicorn settings, then prints:
     the framework's own floor for a submission, as context for the ratio above
   * each submission round's rate and ratio, and how long the module then took to
     run the tasks that round queued
+  * end-to-end task throughput: submit N tasks, then read every result, twice: with
+    clients long-polling each task (``GET /v1/tasks/{id}?wait=``), and reading once
+    /health says all are done (the module's own pace)
+  * start-up time from process start to /ready answering 200
+  * idle CPU over 10 s (utime+stime from /proc/<pid>/stat) and RSS (VmRSS)
 
 The four rates are taken in turn, once per round (medians over the rounds), so
 drift between rounds hits them alike. The module runs every task a submission
 round queued before the next round starts: each submission round starts from
 an idle module, as each bare round starts from an idle app, and the bare app is
 not measured while the module works through a backlog on the same CPU.
-  * end-to-end task throughput: submit N tasks, then read every result, twice: with
-    clients long-polling each task (``GET /v1/tasks/{id}?wait=``), and reading once
-    /health says all are done (the module's own pace)
-  * start-up time from process start to /ready answering 200
-  * idle CPU over 10 s (utime+stime from /proc/<pid>/stat) and RSS (VmRSS)
 
 The servers run on CPU 0 and the load generator on CPU 1 (taskset, when there
 are two CPUs). The load generator is ``wrk`` when it is on PATH, else a small
