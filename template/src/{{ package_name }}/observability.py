@@ -1,10 +1,10 @@
 """The request pipeline around the routes: pure ASGI middleware only.
 
 Outermost first: RequestObserver (request id, metrics), CORS (when origins are
-configured), RateLimit (per client, probes exempt), BodySizeLimit (413),
-BodyDeadline (408), then the app. Pure ASGI classes instead of ``@app.middleware("http")`` keep the
-per-request cost to a few function calls: no extra task, no body streaming
-through an anyio memory channel.
+configured), RateLimit (per client, probes exempt), BodyDeadline (408),
+BodySizeLimit (413), then the app. Pure ASGI classes instead of
+``@app.middleware("http")`` keep the per-request cost to a few function calls:
+no extra task, no body streaming through an anyio memory channel.
 """
 
 from __future__ import annotations
@@ -157,9 +157,10 @@ def install(app: FastAPI, settings: Settings, core: Callable[[], ModuleCore | No
         current = core()
         return current.policy.max_request_bytes if current is not None else None
 
-    # add_middleware wraps: the last added runs first.
-    app.add_middleware(BodyDeadline, seconds=settings.request_body_timeout_seconds)
+    # add_middleware wraps: the last added runs first. The deadline sits outside the
+    # size cap, which reads a body without Content-Length itself: its reads are timed too.
     app.add_middleware(BodySizeLimit, limit=body_limit)
+    app.add_middleware(BodyDeadline, seconds=settings.request_body_timeout_seconds)
     if settings.rate_limit_requests > 0:
         app.add_middleware(
             RateLimit,
