@@ -76,6 +76,8 @@ class BodyDeadline:
     waiting is cancelled and the client gets 408 on a closed connection. One timer
     per request, on the loop kept from the lifespan (see sqlite.SqliteStore._loop).
     Every route reads its body before it answers, so nothing was sent yet by then.
+    A request still waiting for its body when the server's shutdown cancels it
+    gets 503 instead.
     """
 
     def __init__(self, app: ASGIApp, seconds: float) -> None:
@@ -96,6 +98,7 @@ class BodyDeadline:
             return
         timer: asyncio.TimerHandle | None = None
         expired = False
+        reading = False  # inside a read of the body: a cancel then found nothing sent
 
         def expire() -> None:
             nonlocal expired
@@ -103,10 +106,12 @@ class BodyDeadline:
             task.cancel()
 
         async def receive_in_time() -> Message:
-            nonlocal timer
+            nonlocal timer, reading
             if timer is None:  # the first read arms it, once
                 timer = loop.call_later(self.seconds, expire)
+            reading = True
             message = await receive()
+            reading = False
             if message["type"] != "http.request" or not message.get("more_body", False):
                 timer.cancel()
             return message
@@ -115,16 +120,26 @@ class BodyDeadline:
         try:
             await self.app(scope, receive_in_time, send)
         except asyncio.CancelledError:
-            # Only our own cancel becomes a 408; a shutdown's goes on as it came.
-            if not expired or task.uncancel() > cancelling:
+            # Answered only when one cancel cut a read short: our deadline's (408), or
+            # the server's at the end of its shutdown drain (503, where uvicorn would
+            # answer 500 and log a traceback). A cancel on top of it goes on as it came.
+            if not (expired or reading) or task.uncancel() > cancelling:
                 raise
-            seconds = f"{self.seconds:g}"
-            await reply(
-                send,
-                408,
-                f"the request body did not arrive within {seconds} s "
-                f"({env_name('request_body_timeout_seconds')})",
-            )
+            if expired:
+                seconds = f"{self.seconds:g}"
+                await reply(
+                    send,
+                    408,
+                    f"the request body did not arrive within {seconds} s "
+                    f"({env_name('request_body_timeout_seconds')})",
+                )
+            else:
+                await reply(
+                    send,
+                    503,
+                    "the module is shutting down; retry the request",
+                    headers=[(b"retry-after", b"1")],
+                )
         finally:
             if timer is not None:
                 timer.cancel()
