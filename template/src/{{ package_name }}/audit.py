@@ -30,12 +30,12 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
 from .context import current_request_id
+from .timestamps import utc_now_iso
 
 logger = logging.getLogger(__name__)
 
@@ -321,7 +321,7 @@ class AuditLog:
         if not self.enabled:
             return None
         record: dict[str, Any] = {
-            "ts": datetime.now(UTC).isoformat(),
+            "ts": utc_now_iso(),
             "module": self.module,
             "event": event,
             "data": scrub(data or {}),

@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from .audit import AuditLog
 from .errors import PolicyViolation
 from .policy import PolicyEnforcer
+from .timestamps import utc_now_iso
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class EventPublisher:
         message = {
             "event": event_type,
             "source": self._enforcer.manifest.name,
-            "time": datetime.now(UTC).isoformat(),
+            "time": utc_now_iso(),
             "payload": dict(payload),
         }
         logger.info(_encode(message))
