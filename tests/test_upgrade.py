@@ -261,3 +261,19 @@ def test_update_script_refuses_a_dirty_tree(template_repo: Path, tmp_path: Path)
     proc = update_script(project)
     assert proc.returncode == 2
     assert "uncommitted changes" in proc.stderr
+
+
+def test_update_script_names_copier_failures_in_one_line(template_repo: Path, tmp_path: Path) -> None:
+    """A release that does not exist: Copier raises (a traceback); the script says why in one line."""
+    project = tmp_path / "project"
+    generate(template_repo, project, {}, CURRENT)
+    before = git(project, "rev-parse", "HEAD")
+    proc = update_script(project, "--defaults", "--vcs-ref", "v404.0.0")
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("update: copier update failed: "), proc.stderr
+    assert "v404.0.0" in last
+    # Nothing was touched: the same commit, a clean worktree.
+    assert git(project, "rev-parse", "HEAD") == before
+    assert git(project, "status", "--porcelain") == ""
