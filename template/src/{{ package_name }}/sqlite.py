@@ -39,6 +39,10 @@ _Write = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
 _Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
 
+class _OneWriteFailed(Exception):
+    """A write of a batch run without savepoints raised: run the batch again with them."""
+
+
 def open_database(path: Path, steps: Mapping[int, str]) -> sqlite3.Connection:
     """Open (or create) ``path``, migrated to its newest version: ``steps[v]`` is the SQL
     that brings version v-1 to v. Raises sqlite3.Error (or OSError) when it cannot."""
@@ -171,32 +175,51 @@ class SqliteStore:
             loop.call_soon_threadsafe(_deliver, outcomes)
 
     def _commit(self, batch: list[_Write]) -> list[_Outcome]:
-        outcomes: list[_Outcome] = []
+        """Commit the batch in one transaction, each write failing alone.
+
+        Tried first without a savepoint per write: two statements fewer each, 4 % of
+        a task's instructions (three writes a task). When a write raises, that
+        transaction is rolled back and the batch runs again with a savepoint around
+        each write, so only the failed one is undone and only its caller sees it.
+        """
         try:
-            db = self._conn
-            db.execute("BEGIN IMMEDIATE")
             try:
-                for function, args, future in batch:
-                    # Read across threads, but only ever set to true by the loop: at
-                    # worst a write whose caller gave up is applied anyway, as before.
-                    if future.cancelled():
-                        continue
-                    db.execute("SAVEPOINT one_write")
-                    try:
-                        value = function(*args)
-                    except Exception as exc:
-                        db.execute("ROLLBACK TO one_write")
-                        outcomes.append((future, None, exc))
-                    else:
-                        outcomes.append((future, value, None))
-                    db.execute("RELEASE one_write")
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+                return self._run_batch(batch, isolated=False)
+            except _OneWriteFailed:  # rolled back: again, each write on its own
+                return self._run_batch(batch, isolated=True)
         except Exception as exc:  # nothing of the batch was committed
             return [(future, None, exc) for _, _, future in batch]
+
+    def _run_batch(self, batch: list[_Write], *, isolated: bool) -> list[_Outcome]:
+        """The batch's writes in one transaction. Not ``isolated``, a write that raises
+        rolls the whole transaction back (_OneWriteFailed)."""
+        outcomes: list[_Outcome] = []
+        db = self._conn
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for function, args, future in batch:
+                # Read across threads, but only ever set to true by the loop: at
+                # worst a write whose caller gave up is applied anyway, as before.
+                if future.cancelled():
+                    continue
+                if isolated:
+                    db.execute("SAVEPOINT one_write")
+                try:
+                    value = function(*args)
+                except Exception as exc:
+                    if not isolated:
+                        raise _OneWriteFailed from exc  # rolled back below
+                    db.execute("ROLLBACK TO one_write")
+                    outcomes.append((future, None, exc))
+                else:
+                    outcomes.append((future, value, None))
+                if isolated:
+                    db.execute("RELEASE one_write")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
         return outcomes
 
     @property
