@@ -5,7 +5,7 @@
 # lists them and exits 1 until they are resolved.
 #
 #   scripts/update.sh                   # to the latest release
-#   scripts/update.sh --vcs-ref v1.4.0  # or to a given one
+#   scripts/update.sh --vcs-ref v1.4.0  # or to the given one
 #   scripts/update.sh --defaults        # keep the answers, ask nothing
 #
 # Extra arguments go to `copier update`. All above that command keeps its
@@ -26,7 +26,7 @@ git rev-parse --is-inside-work-tree >/dev/null 2>&1 \
     || die "not a git repository: copier update needs one (git init && git add -A && git commit -m initial)"
 [ -z "$(git status --porcelain)" ] \
     || die "uncommitted changes: commit them or stash them first, so the update can be reviewed"
-err=$(mktemp) && trap 'rm -f "$err"' EXIT
+err=$(mktemp); trap 'rm -f "$err"' EXIT
 status=0; copier update --trust "$@" 2>"$err" || status=$?
 # copier update may just have replaced this very file, and bash reads on from the
 # same byte offset: a line above that changed size would make a user's update from
