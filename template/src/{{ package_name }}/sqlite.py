@@ -143,14 +143,21 @@ class SqliteStore:
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
         """On the loop, after the writes of a pass were issued: start the thread's flush."""
         self._handing = None
+        _deliver(self._queue_flush(loop))
+
+    def _queue_flush(self, loop: asyncio.AbstractEventLoop) -> list[_Outcome]:
+        """Queue a flush of the waiting batch in the store's thread. If the thread is
+        shut down (the store was closed), the batch's writes will never run: they are
+        taken out and returned as failed, for the caller to deliver."""
         try:
             self._thread.submit(self._flush, loop)
-        except RuntimeError:  # the thread is shut down: the store was closed
+        except RuntimeError:
             with self._batch_lock:
                 batch, self._batch = self._batch, []
                 self._flushing = False
             closed = self.unavailable(f"{self.what} {self.path} is closed")
-            _deliver([(future, None, closed) for _, _, future in batch])
+            return [(future, None, closed) for _, _, future in batch]
+        return []
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         """In the store's thread: commit the waiting batch. Writes that arrive meanwhile
@@ -163,14 +170,7 @@ class SqliteStore:
             more = bool(self._batch)
             self._flushing = more
         if more:
-            try:
-                self._thread.submit(self._flush, loop)
-            except RuntimeError:  # closed meanwhile: these writes will never run
-                with self._batch_lock:
-                    rest, self._batch = self._batch, []
-                    self._flushing = False
-                closed = self.unavailable(f"{self.what} {self.path} is closed")
-                outcomes += [(future, None, closed) for _, _, future in rest]
+            outcomes += self._queue_flush(loop)  # the writes that arrived meanwhile
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
             loop.call_soon_threadsafe(_deliver, outcomes)
 
