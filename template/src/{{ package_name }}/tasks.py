@@ -134,6 +134,11 @@ class _Live:
     ended: asyncio.Future[None] | None = None  # made by the first waiter
 
 
+def _failure(exc: Exception) -> str:
+    """A processor's exception as the task's error, wherever the processor ran."""
+    return f"{type(exc).__name__}: {exc}"
+
+
 async def execute(
     pool: ThreadPoolExecutor,
     runner: Runner,
@@ -152,7 +157,7 @@ async def execute(
         try:
             return runner.run(payload), None
         except Exception as exc:
-            return None, f"{type(exc).__name__}: {exc}"
+            return None, _failure(exc)
     work = asyncio.wrap_future(pool.submit(runner, payload))
     deadline = asyncio.timeout(limit_seconds)
     try:
@@ -164,7 +169,7 @@ async def execute(
             raise
         return None, f"timed out after {limit_seconds:g} s (TASK_TIMEOUT_SECONDS)"
     except Exception as exc:
-        return None, f"{type(exc).__name__}: {exc}"
+        return None, _failure(exc)
     finally:
         # A thread cannot be interrupted. After a timeout or a cancel the slot
         # stays taken until the thread returns (its result is dropped), so
