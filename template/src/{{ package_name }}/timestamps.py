@@ -23,7 +23,8 @@ def _to_second(seconds: int) -> str:
 
 
 def utc_now_iso() -> str:
-    """Now, to the microsecond, as ``datetime.now(UTC).isoformat()`` writes it."""
+    """Now, to the microsecond, as ``datetime.now(UTC).isoformat()`` writes it, except
+    that the six fraction digits are always there (isoformat drops ``.000000``)."""
     seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
     return f"{_to_second(seconds)}.{nanos // 1000:06d}+00:00"
 
