@@ -1,0 +1,113 @@
+"""uvicorn's HTTP protocol (httptools) with a deadline for each request's head.
+
+uvicorn sets none: a client that opened a connection and sent nothing, or sent
+part of a request line and headers and then stalled, held the connection (a file
+descriptor and its buffers) until the server stopped; enough of them starve the
+process of descriptors. Its keep-alive timeout only covers a connection that sits
+silent after a response: the first byte of a next request disarms it.
+
+Here the head (request line and headers) must arrive within ``head_timeout``
+seconds of the moment the connection can take it: from the connection's opening
+for its first request, from the first byte of each later one. One timer per
+connection, armed only while a head is outstanding, so a request whose head comes
+in one packet (the usual case) costs two flag writes. When the deadline passes:
+a partial head gets 408 and the connection is closed; a new connection that sent
+nothing is closed silently, as uvicorn closes an idle keep-alive one. The body has
+its own deadline in the app (middleware.BodyDeadline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .settings import env_name
+
+logger = logging.getLogger(__name__)
+
+
+class HeadDeadlineProtocol(HttpToolsProtocol):
+    head_timeout: float = 10.0  # set per server by with_head_timeout()
+
+    _head_timer: asyncio.TimerHandle | None = None
+    _in_head = False  # the parser is inside a request's line and headers
+    _head_started = False  # some of the outstanding head has arrived
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # Most heads arrive whole, and the parser completed them just now.
+        if self._in_head and self._head_timer is None:
+            self._arm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_started = True
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_started = False
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._head_timer = self.loop.call_later(self.head_timeout, self._head_expired)
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            # A pipelined head stalled behind a response still being written: close
+            # once that response is complete, as uvicorn's own shutdown does.
+            cycle.keep_alive = False
+            return
+        if not self._head_started:
+            self.transport.close()  # never sent a byte: nobody to answer
+            return
+        seconds = f"{self.head_timeout:g}"
+        logger.info(
+            "request head from %s not complete within %s s: 408, connection closed",
+            self.client[0] if self.client else "an unknown client",
+            seconds,
+        )
+        detail = (
+            f"the request line and headers did not arrive within {seconds} s "
+            f"({env_name('request_header_timeout_seconds')})"
+        )
+        body = json.dumps({"detail": detail}).encode("utf-8")
+        head = [b"HTTP/1.1 408 Request Timeout\r\n"]
+        for name, value in self.server_state.default_headers:
+            head += [name, b": ", value, b"\r\n"]
+        head += [
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+        ]
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
+
+
+def with_head_timeout(seconds: float) -> type[HeadDeadlineProtocol]:
+    """The protocol class for one server (uvicorn builds one instance per connection)."""
+
+    class Protocol(HeadDeadlineProtocol):
+        head_timeout = seconds
+
+    return Protocol
