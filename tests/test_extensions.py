@@ -18,6 +18,8 @@ from typing import Any, cast
 
 import pytest
 from conftest import REPO, template_snapshot, tree
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from jinja2.runtime import Context
 from jsonschema import Draft202012Validator
 
@@ -265,6 +267,79 @@ def test_a_reused_compile_still_runs_the_extensions_preprocess(tmp_path: Path, m
     assert get_yield_context(env).yield_name == "item"
     assert env.from_string(plain).render(name="b") == "b.py"  # reused
     assert get_yield_context(env).yield_name is None, "a path part after a yield would be yielded too"
+
+
+PLAIN_TEXT_ENVIRONMENTS: list[dict[str, Any]] = [
+    {},
+    {"keep_trailing_newline": True},
+    {"newline_sequence": "\r\n", "keep_trailing_newline": True},
+    {"variable_start_string": "[[", "variable_end_string": "]]", "keep_trailing_newline": True},
+    {"line_statement_prefix": "%", "keep_trailing_newline": True},
+    {"trim_blocks": True, "lstrip_blocks": True, "keep_trailing_newline": True},
+]
+
+
+@pytest.mark.parametrize("options", PLAIN_TEXT_ENVIRONMENTS, ids=lambda o: ",".join(o) or "default")
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(source=st.text(alphabet="{}%#[]ab \n\r\t-", max_size=12))
+def test_a_string_without_markup_renders_as_jinja_renders_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: dict[str, Any], source: str
+) -> None:
+    from jinja2 import Environment, TemplateSyntaxError
+
+    from extensions import compile_cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    shortcut = Environment(extensions=[compile_cache.CompileCacheExtension], **options)
+    jinja = Environment(**options)
+    try:
+        expected: str | type[Exception] = jinja.from_string(source).render(a=1)
+    except TemplateSyntaxError:
+        expected = TemplateSyntaxError
+    try:
+        got: str | type[Exception] = shortcut.from_string(source).render(a=1)
+    except TemplateSyntaxError:
+        got = TemplateSyntaxError
+    assert got == expected
+
+
+def test_only_plain_text_skips_the_template(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from copier._jinja_ext import YieldExtension, get_yield_context
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from extensions import compile_cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    env = SandboxedEnvironment(
+        extensions=[YieldExtension, compile_cache.CompileCacheExtension], keep_trailing_newline=True
+    )
+    plain = env.from_string("tests")
+    assert isinstance(plain, compile_cache.PlainText) and plain.render(x=1) == "tests"
+    assert list(plain.generate()) == ["tests"]  # anything else gets the real template
+    assert not isinstance(env.from_string("{{ x }}"), compile_cache.PlainText)
+    assert not isinstance(env.from_string("a\r\nb"), compile_cache.PlainText)  # the lexer rewrites it
+    with pytest.raises(TypeError):
+        env.from_string(7)  # type: ignore[arg-type]  # as Jinja does: Copier relies on it
+    # A path part after a yield is not yielded: the extension's reset still runs.
+    env.from_string("{% yield item from items %}{{ item }}{% endyield %}").render(items=["x", "y"])
+    assert get_yield_context(env).yield_name == "item"
+    assert env.from_string("tests").render() == "tests"
+    assert get_yield_context(env).yield_name is None
+
+
+def test_plain_text_strings_render_the_same_module(tmp_path: Path) -> None:
+    """The default module, rendered with the shortcut and with it taken out, byte for byte."""
+    from copier import _main
+
+    template = tmp_path / "template"  # one path for both renders: it is in the answers file
+    shutil.copytree(template_snapshot(), template)
+    _main.run_copy(str(template), str(tmp_path / "with"), defaults=True, unsafe=True, quiet=True)
+    extension = template / "extensions" / "compile_cache.py"
+    line = "        environment.from_string = _plain_text_shortcut(environment)  # type: ignore[method-assign]\n"
+    assert line in extension.read_text("utf-8")
+    extension.write_text(extension.read_text("utf-8").replace(line, ""), "utf-8")
+    _main.run_copy(str(template), str(tmp_path / "without"), defaults=True, unsafe=True, quiet=True)
+    assert tree(tmp_path / "with") == tree(tmp_path / "without")
 
 
 def test_git_file_mode_is_asked_once_per_render_and_still_honoured(tmp_path: Path) -> None:
