@@ -34,6 +34,7 @@ import marshal
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import CodeType, ModuleType
 from typing import Any
@@ -226,42 +227,64 @@ class PlainText:
         return getattr(self._template, name)
 
 
-def is_plain_text(environment: Environment, source: str) -> bool:
-    """Whether Jinja would render ``source`` as exactly itself in this environment.
+def plain_text_test(environment: Environment) -> Callable[[str], bool] | None:
+    """A test for strings Jinja would render as exactly themselves in this environment.
 
-    No delimiter of the environment's syntax, no line statements or comments;
-    nothing the lexer rewrites (line endings other than the environment's newline,
-    the single trailing newline dropped without ``keep_trailing_newline``); no
-    extension that filters the token stream or context class that hooks rendering.
+    Such a string has no delimiter of the environment's syntax and nothing the lexer
+    rewrites (line endings other than the environment's newline, the single trailing
+    newline dropped without ``keep_trailing_newline``). None when the environment
+    can change any text: line statements or comments, an extension that filters
+    the token stream, a context class that hooks rendering.
     """
     env = environment
-    return (
-        env.block_start_string not in source
-        and env.variable_start_string not in source
-        and env.comment_start_string not in source
-        and "\r" not in source
-        and (env.newline_sequence == "\n" or "\n" not in source)
-        and (env.keep_trailing_newline or not source.endswith("\n"))
-        and env.line_statement_prefix is None
-        and env.line_comment_prefix is None
-        and env.context_class is Context
-        and all(type(ext).filter_stream is Extension.filter_stream for ext in env.extensions.values())
-    )
+    if (
+        env.line_statement_prefix is not None
+        or env.line_comment_prefix is not None
+        or env.context_class is not Context
+        or any(type(ext).filter_stream is not Extension.filter_stream for ext in env.extensions.values())
+    ):
+        return None
+    block, variable, comment = env.block_start_string, env.variable_start_string, env.comment_start_string
+    other_newline = env.newline_sequence != "\n"
+    keep_newline = env.keep_trailing_newline
+
+    def plain(source: str) -> bool:
+        return (
+            block not in source
+            and variable not in source
+            and comment not in source
+            and "\r" not in source
+            and not (other_newline and "\n" in source)
+            and (keep_newline or not source.endswith("\n"))
+        )
+
+    return plain
 
 
 def _plain_text_shortcut(environment: Environment) -> Any:
     original: Any = environment.from_string
+    # Settled at the first call, once every extension is loaded: the test, and the
+    # preprocess hooks that do something (Environment.preprocess sorts all of them
+    # on every call), in Jinja's order.
+    settled: list[tuple[Callable[[str], bool] | None, list[Any]]] = []
 
     def from_string(source: Any, globals: Any = None, template_class: Any = None) -> Any:
-        # The preprocess hooks still run, as a compile would run them: Copier's yield
-        # extension resets its state there, and Copier reads it after every path part.
-        if (
-            isinstance(source, str)
-            and template_class is None
-            and is_plain_text(environment, source)
-            and environment.preprocess(source) == source
-        ):
-            return PlainText(source, lambda: original(source, globals))
+        if not settled:
+            hooks = [
+                ext.preprocess
+                for ext in environment.iter_extensions()
+                if type(ext).preprocess is not Extension.preprocess
+            ]
+            settled.append((plain_text_test(environment), hooks))
+        plain, hooks = settled[0]
+        if isinstance(source, str) and template_class is None and plain is not None and plain(source):
+            # The hooks still run, as a compile would run them: Copier's yield
+            # extension resets its state there, and Copier reads it after every path part.
+            text = source
+            for hook in hooks:
+                text = hook(text, None, None)
+            if text == source:
+                return PlainText(source, lambda: original(source, globals))
         return original(source, globals, template_class)
 
     return from_string
