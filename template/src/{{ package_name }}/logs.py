@@ -15,11 +15,14 @@ from typing import Any
 from .context import request_id
 from .timestamps import utc_iso_millis
 
-# Attributes every LogRecord has; anything else came in through ``extra=``.
+# Attributes every LogRecord has; anything else came in through ``extra=``. Also
+# uvicorn's color_message: its message again, with terminal colour codes, for its own
+# coloured formatter (a JSON line would carry the escape sequences).
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message",
     "asctime",
     "taskName",
+    "color_message",
 }
 
 _encode = json.JSONEncoder(default=str, ensure_ascii=False).encode
