@@ -42,9 +42,19 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        # Most heads arrive whole, and the parser completed them just now.
-        if self._in_head and self._head_timer is None:
+        # Most heads arrive whole, and the parser completed them just now. Bytes that
+        # begin no request (the blank lines the parser skips) still disarmed uvicorn's
+        # keep-alive timer: the connection would be held if nothing were armed.
+        if self._head_timer is None and (self._in_head or self._between_requests()):
             self._arm()
+
+    def _between_requests(self) -> bool:
+        cycle = self.cycle
+        return (
+            (cycle is None or cycle.response_complete)
+            and self.timeout_keep_alive_task is None
+            and not self.transport.is_closing()
+        )
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
