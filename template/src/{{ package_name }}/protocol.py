@@ -8,12 +8,13 @@ silent after a response: the first byte of a next request disarms it.
 
 Here the head (request line and headers) must arrive within ``head_timeout``
 seconds of the moment the connection can take it: from the connection's opening
-for its first request, from the first byte of each later one. One timer per
+for its first request, from the first byte of each later one (blank lines and
+the rest of a body the app did not read count as such bytes). One timer per
 connection, armed only while a head is outstanding, so a request whose head comes
-in one packet (the usual case) costs two flag writes. When the deadline passes:
-a partial head gets 408 and the connection is closed; a new connection that sent
-nothing is closed silently, as uvicorn closes an idle keep-alive one. The body has
-its own deadline in the app (middleware.BodyDeadline).
+in one packet (the usual case) costs a few attribute checks. When the deadline
+passes: a partial head gets 408 and the connection is closed; a connection that
+sent no head is closed silently, as uvicorn closes an idle keep-alive one. The
+body has its own deadline in the app (middleware.BodyDeadline).
 """
 
 from __future__ import annotations
