@@ -117,9 +117,9 @@ class LoopSweptStorage(MemoryStorage):
 class RateLimit:
     """Fixed-window request limit per client address (the ``limits`` library, in memory).
 
-    Keyed by the peer address uvicorn reports (behind a proxy, run uvicorn with
-    --forwarded-allow-ips so that is the real client). Probes are exempt so an
-    orchestrator never sees a 429.
+    Keyed by the peer address uvicorn reports (behind a proxy, set uvicorn's
+    FORWARDED_ALLOW_IPS to the proxy's addresses so that is the real client).
+    Probes are exempt so an orchestrator never sees a 429.
     """
 
     def __init__(self, app: ASGIApp, *, requests: int, window_seconds: int) -> None:
