@@ -1,4 +1,4 @@
-"""uvicorn's HTTP protocol (httptools) with a deadline for each request's head.
+"""uvicorn's HTTP protocol (httptools) with deadlines for request heads and stalled responses.
 
 uvicorn sets none: a client that opened a connection and sent nothing, or sent
 part of a request line and headers and then stalled, held the connection (a file
@@ -15,6 +15,14 @@ in one packet (the usual case) costs a few attribute checks. When the deadline
 passes: a partial head gets 408 and the connection is closed; a connection that
 sent no head is closed silently, as uvicorn closes an idle keep-alive one. The
 body has its own deadline in the app (middleware.BodyDeadline).
+
+Responses have one too: a client that reads nothing while the module has more to
+send (the transport paused writing: the kernel's buffers and uvicorn's are full)
+holds the request's task and the unsent response in memory, and uvicorn waits
+for it without end. If writing stays paused for ``write_timeout`` seconds, the
+connection is aborted; the request's task then ends, as for any client that went
+away. A slow reader that keeps reading resumes writing and restarts the clock.
+No cost per request: the timer exists only while writing is paused.
 """
 
 from __future__ import annotations
@@ -30,10 +38,13 @@ from .settings import env_name
 logger = logging.getLogger(__name__)
 
 
-class HeadDeadlineProtocol(HttpToolsProtocol):
-    head_timeout: float = 10.0  # set per server by with_head_timeout()
+class DeadlineProtocol(HttpToolsProtocol):
+    # Set per server by with_deadlines().
+    head_timeout: float = 10.0
+    write_timeout: float = 60.0
 
     _head_timer: asyncio.TimerHandle | None = None
+    _write_timer: asyncio.TimerHandle | None = None
     _in_head = False  # the parser is inside a request's line and headers
     _head_started = False  # some of the outstanding head has arrived
 
@@ -71,10 +82,34 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        for timer in (self._head_timer, self._write_timer):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._write_timer = None
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(self.write_timeout, self._write_stalled)
+
+    def resume_writing(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+        super().resume_writing()
+
+    def _write_stalled(self) -> None:
+        self._write_timer = None
+        if self.transport.is_closing():
+            return
+        logger.info(
+            "client %s read nothing of a response for %s s: connection aborted",
+            self.client[0] if self.client else "(unknown)",
+            f"{self.write_timeout:g}",
+        )
+        # abort, not close: close() would wait to flush what cannot drain.
+        self.transport.abort()
 
     def _arm(self) -> None:
         self._head_timer = self.loop.call_later(self.head_timeout, self._head_expired)
@@ -95,7 +130,7 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
         seconds = f"{self.head_timeout:g}"
         logger.info(
             "request head from %s not complete within %s s: 408, connection closed",
-            self.client[0] if self.client else "an unknown client",
+            self.client[0] if self.client else "(unknown)",
             seconds,
         )
         detail = (
@@ -115,10 +150,11 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def with_head_timeout(seconds: float) -> type[HeadDeadlineProtocol]:
+def with_deadlines(head_seconds: float, write_seconds: float) -> type[DeadlineProtocol]:
     """The protocol class for one server (uvicorn builds one instance per connection)."""
 
-    class Protocol(HeadDeadlineProtocol):
-        head_timeout = seconds
+    class Protocol(DeadlineProtocol):
+        head_timeout = head_seconds
+        write_timeout = write_seconds
 
     return Protocol
