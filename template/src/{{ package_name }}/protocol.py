@@ -45,8 +45,7 @@ class DeadlineProtocol(HttpToolsProtocol):
 
     _head_timer: asyncio.TimerHandle | None = None
     _write_timer: asyncio.TimerHandle | None = None
-    _in_head = False  # the parser is inside a request's line and headers
-    _head_started = False  # some of the outstanding head has arrived
+    _in_head = False  # the parser is inside a request's line and headers: some has arrived
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -71,11 +70,9 @@ class DeadlineProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
-        self._head_started = True
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._head_started = False
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
@@ -105,11 +102,14 @@ class DeadlineProtocol(HttpToolsProtocol):
             return
         logger.info(
             "client %s read nothing of a response for %s s: connection aborted",
-            self.client[0] if self.client else "(unknown)",
+            self._peer(),
             f"{self.write_timeout:g}",
         )
         # abort, not close: close() would wait to flush what cannot drain.
         self.transport.abort()
+
+    def _peer(self) -> str:
+        return self.client[0] if self.client else "(unknown)"
 
     def _arm(self) -> None:
         self._head_timer = self.loop.call_later(self.head_timeout, self._head_expired)
@@ -124,13 +124,13 @@ class DeadlineProtocol(HttpToolsProtocol):
             # once that response is complete, as uvicorn's own shutdown does.
             cycle.keep_alive = False
             return
-        if not self._head_started:
-            self.transport.close()  # never sent a byte: nobody to answer
+        if not self._in_head:
+            self.transport.close()  # no head begun: nobody to answer
             return
         seconds = f"{self.head_timeout:g}"
         logger.info(
             "request head from %s not complete within %s s: 408, connection closed",
-            self.client[0] if self.client else "(unknown)",
+            self._peer(),
             seconds,
         )
         detail = (
