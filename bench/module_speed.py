@@ -209,6 +209,12 @@ def idle(health: dict[str, Any]) -> bool:
     return bool(health["active_tasks"] == 0 and health["queued_tasks"] == 0)
 
 
+def in_flight(port: int) -> int:
+    """Tasks queued or running, by the module's /health answer."""
+    health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read())
+    return int(health["active_tasks"]) + int(health["queued_tasks"])
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
@@ -483,7 +489,11 @@ def main() -> None:
 
             samples: dict[str, list[float]] = {"bare_health": [], "health": [], "floor_submit": [], "submit": []}
             drains: list[float] = []
-            with server(bare_cmd, base_env, f"http://127.0.0.1:{bare_port}/health") as (_, _s):
+            # Per submission round: (tasks accepted, still queued or running at its end,
+            # module CPU seconds during it, module CPU seconds while the rest ran after it).
+            rounds: list[tuple[float, int, float, float]] = []
+            bare_cpu: list[float] = []  # the bare app's CPU seconds per /health request
+            with server(bare_cmd, base_env, f"http://127.0.0.1:{bare_port}/health") as (bare_pid, _s):
                 # Warm-up, every path of every round: a first round also pays for one-time
                 # work (the task store's files growing, first allocations).
                 for port_ in (bare_port, port):
@@ -502,11 +512,20 @@ def main() -> None:
                         ("submit", port, "/v1/analyze"),
                     ):
                         bearer = token if path == "/v1/analyze" else None
+                        owner = pid if port_ == port else bare_pid
+                        cpu_before = cpu_seconds(owner)
                         value, bad = rate(port_, path, args.duration, args.connections, bearer, work)
+                        spent = cpu_seconds(owner) - cpu_before
                         if bad:
                             raise SystemExit(f"{name} {path}: {bad} non-2xx answers")
                         samples[name].append(value)
+                        if name == "bare_health":
+                            bare_cpu.append(spent / (value * args.duration))
+                        elif name == "submit":
+                            accepted, left, round_cpu = value * args.duration, in_flight(port), spent
+                    drain_start = cpu_seconds(pid)
                     drains.append(drain())
+                    rounds.append((accepted, left, round_cpu, cpu_seconds(pid) - drain_start))
             results.update({k: statistics.median(v) for k, v in samples.items()})
             readers = min(args.connections, 32)
             results["e2e"] = asyncio.run(task_throughput(port, token, args.tasks, readers, wait=True))
@@ -545,12 +564,39 @@ def main() -> None:
             + ", ".join(f"{value:.0f}" for value in samples["submit"])
             + " req/s; ratios to the same round's bare /health: "
             + ", ".join(f"{a / b:.2f}" for a, b in zip(samples["submit"], samples["bare_health"], strict=True))
+            + "; run within the round: "
+            + ", ".join(f"{100 * (accepted - left) / accepted:.0f} %" for accepted, left, _, _ in rounds)
+            + " of its tasks"
         )
+        # Where a submission round's CPU went. The module runs tasks while it accepts
+        # more, so the rate above also pays for the share of runs it did meanwhile, and
+        # that share depends on scheduling: a task that gets cheaper to run gets run
+        # sooner, and the rate drops. Splitting the module's CPU time shows the costs
+        # apart: a run costs what the backlog cost per task after the round (nothing
+        # else runs then), and accepting costs the round's CPU minus its runs.
+        bare_us = 1e6 * statistics.median(bare_cpu)
+        whole = [1e6 * (round_cpu + after) / accepted for accepted, _, round_cpu, after in rounds]
+        print(
+            f"module CPU per task, accepted and run: {statistics.median(whole):.0f} us "
+            f"(bare /health: {bare_us:.0f} us per request; ratio {bare_us / statistics.median(whole):.2f})"
+        )
+        split = [
+            (1e6 * (round_cpu - (accepted - left) * after / left) / accepted, 1e6 * after / left)
+            for accepted, left, round_cpu, after in rounds
+            if left >= 0.05 * accepted  # enough of a backlog to time runs by
+        ]
+        if split:
+            accept_us = statistics.median(s for s, _ in split)
+            run_us = statistics.median(r for _, r in split)
+            print(
+                f"  of which accepting {accept_us:.0f} us (ratio {bare_us / accept_us:.2f} to bare /health), "
+                f"running {run_us:.0f} us (timed on the backlog after each round)"
+            )
         print(
             "each round's queued tasks ran in "
             + ", ".join(f"{seconds:.1f}" for seconds in drains)
             + " s after it ("
-            + ", ".join(f"{value * args.duration:.0f}" for value in samples["submit"])
+            + ", ".join(f"{left} of {accepted:.0f}" for accepted, left, _, _ in rounds)
             + " tasks)"
         )
         print(f"start-up to ready:              {results['startup']:9.2f} s")

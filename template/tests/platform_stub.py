@@ -57,6 +57,7 @@ class PlatformStub:
         self.services_hits = 0
         # data references
         self.files: dict[str, Served] = {}
+        self.fetched: list[str] = []  # paths of data references asked for, in order
         self.server: ThreadingHTTPServer | None = None
 
     @property
@@ -150,6 +151,8 @@ def _handler(stub: PlatformStub) -> type[BaseHTTPRequestHandler]:
                 else:
                     self._answer(200, services)
                 return
+            with stub.lock:
+                stub.fetched.append(self.path)
             served = stub.files.get(self.path)
             if served is None:
                 self._answer(404, {"detail": "no such file"})

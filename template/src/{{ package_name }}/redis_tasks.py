@@ -340,11 +340,16 @@ class RedisTaskManager:
         return 0
 
     # Submitting -------------------------------------------------------------
+    def check_admission(self) -> None:
+        """NotReady once shutting down. The queue bound is shared by every replica, so
+        only ``submit`` checks it, in the same script that adds the task."""
+        if not self._accepting:
+            raise NotReady("the module is shutting down and accepts no new tasks; retry later")
+
     async def submit(
         self, operation: str, payload: dict[str, Any], *, owner: str | None = None
     ) -> TaskRecord:
-        if not self._accepting:
-            raise NotReady("the module is shutting down and accepts no new tasks; retry later")
+        self.check_admission()
         if operation not in self.runners:
             raise ValueError(f"no runner for operation {operation!r}")
         record = TaskRecord(operation=operation, owner=owner)

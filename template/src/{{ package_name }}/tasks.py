@@ -208,6 +208,7 @@ class TaskBackend(Protocol):
     @property
     def accepting(self) -> bool: ...
     async def start(self) -> int: ...
+    def check_admission(self) -> None: ...
     async def submit(
         self, operation: str, payload: dict[str, Any], *, owner: str | None = None
     ) -> TaskRecord: ...
@@ -306,14 +307,11 @@ class TaskManager:
         return resumed
 
     # Submitting -------------------------------------------------------------
-    async def submit(
-        self, operation: str, payload: dict[str, Any], *, owner: str | None = None
-    ) -> TaskRecord:
-        """Persist a task as queued, then schedule it; it runs when a slot frees up."""
+    def check_admission(self) -> None:
+        """Raise what ``submit`` would for a task arriving now: NotReady once shutting
+        down, QueueFullError at MAX_QUEUED_TASKS."""
         if not self._accepting:
             raise NotReady("the module is shutting down and accepts no new tasks; retry later")
-        if operation not in self.runners:
-            raise ValueError(f"no runner for operation {operation!r}")
         in_flight = len(self._live)
         if in_flight >= self._max_queued:
             raise QueueFullError(
@@ -321,6 +319,14 @@ class TaskManager:
                 f"{self._max_queued}); retry later",
                 retry_after=1,
             )
+
+    async def submit(
+        self, operation: str, payload: dict[str, Any], *, owner: str | None = None
+    ) -> TaskRecord:
+        """Persist a task as queued, then schedule it; it runs when a slot frees up."""
+        self.check_admission()
+        if operation not in self.runners:
+            raise ValueError(f"no runner for operation {operation!r}")
         live = _Live(TaskRecord(operation=operation, owner=owner), payload)
         self._hold(live)  # counts against the bound while it is written
         try:
