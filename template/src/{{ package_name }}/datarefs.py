@@ -4,7 +4,8 @@ A reference is either
 
 - a file path relative to ``DATA_DIR/inputs`` (absolute paths, ``..`` and
   symlinks leading outside that directory are refused), or
-- an ``http://`` or ``https://`` URL, fetched with GET: the answer must be 200
+- an ``http://`` or ``https://`` URL whose host DATA_REFERENCE_HOSTS allows
+  (any, by default), fetched with GET: the answer must be 200
   (redirects are not followed), arrive within DATA_REFERENCE_TIMEOUT_SECONDS
   and hold at most DATA_REFERENCE_MAX_BYTES (counted while streaming, after
   any content decoding, so neither a lying Content-Length nor a compressed
@@ -14,15 +15,20 @@ Either way the content must be JSON: a list of finite numbers or
 ``{"values": [...]}``. Every failure is a DataReferenceError (422) whose reason
 names what failed. URLs are shown without credentials or query strings.
 
-Remote references let callers make this module send GET requests: deploy it
-where that is acceptable, or restrict its egress (network policy, proxy).
+Remote references let callers make this module send GET requests. List the
+hosts data may come from in DATA_REFERENCE_HOSTS, so that callers cannot point
+it at internal services (a cloud metadata address, an admin port), and restrict
+its egress too (network policy, proxy): a listed name can still resolve to any
+address.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -56,11 +62,13 @@ class DataResolver:
         max_values: int,
         max_bytes: int,
         timeout: float,
+        hosts: Sequence[str] = ("*",),
     ) -> None:
         self.inputs_dir = inputs_dir
         self.max_values = max_values
         self.max_bytes = max_bytes
         self.timeout = timeout
+        self.hosts = frozenset(hosts)  # as Settings checked them: lower case, no brackets
         self._client: httpx.AsyncClient | None = None
 
     # Local files ------------------------------------------------------------
@@ -124,6 +132,17 @@ class DataResolver:
             ) from None
 
     # Remote URLs -----------------------------------------------------------
+    def host_allowed(self, host: str) -> bool:
+        """Whether DATA_REFERENCE_HOSTS lets a URL name ``host`` (as httpx decodes it)."""
+        host = host.lower().rstrip(".")
+        if "*" in self.hosts or host in self.hosts:
+            return True
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:  # a name: ".example.com" rules cover its subdomains
+            return any(rule[0] == "." and host.endswith(rule) for rule in self.hosts)
+        return False  # an address is allowed by name only: ".0.0.1" is no rule for 127.0.0.1
+
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
             # Pooled across requests; created on first use, inside the event loop.
@@ -144,6 +163,11 @@ class DataResolver:
         if not host:
             raise DataReferenceError("data reference URL has no host")
         label = _shown(url)
+        if not self.host_allowed(host):
+            raise DataReferenceError(
+                f"data reference {label}: host {host!r} is not allowed "
+                f"({env_name('data_reference_hosts')})"
+            )
         chunks: list[bytes] = []
         try:
             # The client's timeout bounds each step; this bounds the whole
