@@ -133,7 +133,7 @@ class DataResolver:
 
     # Remote URLs -----------------------------------------------------------
     def host_allowed(self, host: str) -> bool:
-        """Whether DATA_REFERENCE_HOSTS lets a URL name ``host`` (as httpx decodes it)."""
+        """Whether DATA_REFERENCE_HOSTS lets a URL name ``host`` (ASCII: IDNA-encoded)."""
         host = host.lower().rstrip(".")
         if "*" in self.hosts or host in self.hosts:
             return True
@@ -163,7 +163,7 @@ class DataResolver:
         if not host:
             raise DataReferenceError("data reference URL has no host")
         label = _shown(url)
-        if not self.host_allowed(host):
+        if not self.host_allowed(url.raw_host.decode("ascii")):  # IDNA: xn--... names
             raise DataReferenceError(
                 f"data reference {label}: host {host!r} is not allowed "
                 f"({env_name('data_reference_hosts')})"
