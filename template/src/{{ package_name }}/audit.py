@@ -279,9 +279,10 @@ class AuditLog:
     def _append(self, lines: bytes) -> None:
         # One O_APPEND write of whole lines, straight to the page cache: microseconds,
         # so it runs on the event loop (a thread hop, or an open and close per record,
-        # each let other threads take the GIL and cost more than the write). Appends
-        # follow the file if it is truncated or rewritten in place (copytruncate
-        # rotation); after a rename, the module writes to the new file once restarted.
+        # each let other threads take the GIL and cost more than the write). After a
+        # rename the module writes to the new file once restarted, starting a new chain;
+        # a file truncated under it (copytruncate) gets records chained to the lost ones
+        # (docs/integration.md: rotate with the module stopped).
         # No fsync: a crash may lose the last records, which verify() cannot see
         # (see above).
         if self._fd is None:
