@@ -80,8 +80,10 @@ class DataResolver:
                 f"data reference scheme {scheme!r} is not supported "
                 "(use http, https or a path relative to DATA_DIR/inputs)"
             )
-        if "\\" in reference or "\x00" in reference:
+        if "\\" in reference:
             raise DataReferenceError("data references use '/' separators only")
+        if "\x00" in reference:
+            raise DataReferenceError("data references must not contain NUL characters")
         relative = PurePosixPath(reference)
         if relative.is_absolute() or re.match(r"^[A-Za-z]:", reference):
             raise DataReferenceError("data references must be relative to DATA_DIR/inputs")
