@@ -214,6 +214,13 @@ def server(command: list[str], env: dict[str, str], ready_url: str) -> Iterator[
             print(f"  (server exited {proc.returncode}: {tail})")
 
 
+def module_health(port: int) -> dict[str, Any]:
+    """The module's /health answer (task counts included)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+        health: dict[str, Any] = json.loads(response.read())
+    return health
+
+
 def idle(health: dict[str, Any]) -> bool:
     """Nothing queued or running, by the module's /health answer."""
     return bool(health["active_tasks"] == 0 and health["queued_tasks"] == 0)
@@ -221,7 +228,7 @@ def idle(health: dict[str, Any]) -> bool:
 
 def in_flight(port: int) -> int:
     """Tasks queued or running, by the module's /health answer."""
-    health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read())
+    health = module_health(port)
     return int(health["active_tasks"]) + int(health["queued_tasks"])
 
 
@@ -489,8 +496,7 @@ def main() -> None:
                 """Seconds until the module has run every task a submission round queued."""
                 start = time.perf_counter()
                 while True:
-                    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read()
-                    health = json.loads(body)
+                    health = module_health(port)
                     if idle(health):
                         return time.perf_counter() - start
                     if time.perf_counter() - start > args.drain_timeout:
@@ -593,12 +599,7 @@ def main() -> None:
             + ", ".join(f"{100 * (accepted - left) / accepted:.0f} %" for accepted, left, _, _ in rounds)
             + " of its tasks"
         )
-        # Where a submission round's CPU went. The module runs tasks while it accepts
-        # more, so the rate above also pays for the share of runs it did meanwhile, and
-        # that share depends on scheduling: a task that gets cheaper to run gets run
-        # sooner, and the rate drops. Splitting the module's CPU time shows the costs
-        # apart: a run costs what the backlog cost per task after the round (nothing
-        # else runs then), and accepting costs the round's CPU minus its runs.
+        # Where a submission round's CPU went ("Why the CPU split" in the docstring).
         bare_us = 1e6 * statistics.median(bare_cpu)
         whole = [1e6 * (round_cpu + after) / accepted for accepted, _, round_cpu, after in rounds]
         print(
