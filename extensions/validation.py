@@ -30,17 +30,45 @@ import keyword
 import sys
 from collections.abc import Iterator, Mapping
 from functools import cache
+from importlib.util import module_from_spec, spec_from_file_location
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from copier.errors import UserMessageError
 from jinja2 import Environment, StrictUndefined, pass_context
 from jinja2.ext import Extension
 from jinja2.runtime import Context
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
-from jsonschema.protocols import Validator
+
+
+def _sibling(name: str) -> ModuleType:
+    """The extension module ``name``.py beside this one.
+
+    Copier's extension loader imports each file by its path as
+    ``copier_template_extensions.<stem>``, outside any package of ours, so a
+    relative import cannot work there; tests import this file as
+    ``extensions.validation``. Either way the sibling is loaded once, by path,
+    under the same prefix as this module.
+    """
+    qualified = f"{__name__.rpartition('.')[0] or 'extensions'}.{name}"
+    if qualified in sys.modules:
+        return sys.modules[qualified]
+    spec = spec_from_file_location(qualified, Path(__file__).with_name(f"{name}.py"))
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {name}.py beside {__file__}")
+    module = module_from_spec(spec)
+    sys.modules[qualified] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+if TYPE_CHECKING:
+    from extensions.schema_subset import SchemaError, SchemaValidator
+else:
+    # Not jsonschema: see schema_subset.py for why, and how the two are kept in step.
+    _subset = _sibling("schema_subset")
+    SchemaError, SchemaValidator = _subset.SchemaError, _subset.SchemaValidator
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_DIR = ROOT / "template" / "src" / "{{ package_name }}" / "schemas"
@@ -134,7 +162,7 @@ def applies(name: str, platform: str) -> bool:
 
 
 def _error_text(
-    schema: Mapping[str, Any], start: Mapping[str, Any], error: ValidationError
+    schema: Mapping[str, Any], start: Mapping[str, Any], error: SchemaError
 ) -> tuple[str | None, str | None]:
     """The deepest x-question and x-rule along the error's schema path."""
     node: Any = start
@@ -154,16 +182,16 @@ def _error_text(
     return found_q, found_r
 
 
-def _first_error(validator: Validator, value: Any) -> ValidationError | None:
+def _first_error(validator: SchemaValidator, value: Any) -> SchemaError | None:
     # Schema order: the first subschema that fails speaks (e.g. an apiList's item
     # format before the "contains /v1/analyze" rule that follows it in allOf).
     return min(validator.iter_errors(value), key=lambda e: [str(p) for p in e.schema_path], default=None)
 
 
 @cache
-def _validator(platform: str, question: str | None = None) -> Validator:
+def _validator(platform: str, question: str | None = None) -> SchemaValidator:
     """The platform's schema validator, or one for a question's field (built once)."""
-    validator: Validator = Draft202012Validator(manifest_schema(platform))
+    validator = SchemaValidator(manifest_schema(platform))
     if question is not None:
         validator = validator.evolve(schema=question_fields(platform)[question][1])
     return validator

@@ -83,7 +83,8 @@ def _extension_distributions() -> set[str]:
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 modules.add(node.module.partition(".")[0])
     owners = metadata.packages_distributions()
-    third_party = modules - set(sys.stdlib_module_names) - {"__future__"}
+    # "extensions": validation.py names its sibling schema_subset.py for the type checker.
+    third_party = modules - set(sys.stdlib_module_names) - {"__future__", "extensions"}
     missing = sorted(m for m in third_party if m not in owners)
     assert not missing, f"extensions import modules no installed distribution provides: {missing}"
     return {_canonical(dist) for module in third_party for dist in owners[module]}
